@@ -1,0 +1,223 @@
+"""``fakeproc``: the command line (mount, umount, ctl, ps)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .client import ControlError, send
+from .kernel import DEFAULT_ERA, ERA_NAMES
+
+DEFAULT_MOUNTPOINT = "mountpoint"
+
+
+def _die(msg: str, code: int = 1) -> int:
+    print(f"fakeproc: {msg}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fakeproc",
+        description="A fake /proc for the Linux OOM killer: oom_adj and oom_score of a simulated machine, "
+                    "served over FUSE, with the kernel's own rules era by era.")
+    p.add_argument("--version", action="version", version=f"fakeproc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    m = sub.add_parser(
+        "mount", help="mount a simulated machine (foreground unless --background)",
+        description="Mount a simulated machine at MOUNTPOINT and serve it until Ctrl-C or SIGTERM, which "
+                    "unmount cleanly. A dead mount left there by a killed daemon is cleared first.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="files: MOUNTPOINT/PID/{oom_adj,oom_score}, MOUNTPOINT/PID/task/TID/..., "
+               "MOUNTPOINT/sysrq-trigger (write f: run the OOM killer), "
+               "MOUNTPOINT/fakeproc/control (see: fakeproc ctl --help), MOUNTPOINT/fakeproc/dmesg")
+    m.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT,
+                   help="where to mount (default: ./mountpoint, created if missing)")
+    m.add_argument("--kernel", choices=ERA_NAMES, default=DEFAULT_ERA, metavar="ERA",
+                   help=f"kernel era whose rules to follow: {', '.join(ERA_NAMES)} (default {DEFAULT_ERA})")
+    m.add_argument("--privilege", choices=("owner", "caps"), default="owner",
+                   help="who holds CAP_SYS_RESOURCE when writing: 'owner' (default) = callers with uid 0 or "
+                        "the uid that mounted; 'caps' = each caller's real effective capabilities, read from "
+                        "the kernel at the time of the write")
+    m.add_argument("--scenario", metavar="FILE",
+                   help="TOML file describing the machine (RAM, swap, processes); default: the embedded "
+                        "story of the 2009 vfork regression (see README, 'Scenario files')")
+    m.add_argument("--background", action="store_true",
+                   help="start the daemon in the background and return once the mount answers")
+    m.add_argument("--log", metavar="FILE", help="with --background: the daemon's log file "
+                   "(default: a file in the temporary directory, printed)")
+    m.add_argument("-v", "--verbose", action="store_true", help="log every FUSE-level error too")
+
+    u = sub.add_parser("umount", aliases=["unmount"], help="unmount (also clears a dead daemon's mount)",
+                       description="Unmount a fakeproc mount; the daemon then exits. A mount left by a "
+                                   "daemon that was killed ('Transport endpoint is not connected') is "
+                                   "cleared as well.")
+    u.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+
+    c = sub.add_parser("ctl", help="change the simulated machine (fork, vfork, exec, exit, oom, ...)",
+                       description="Send one command to a mount's control file (MOUNTPOINT/fakeproc/control) "
+                                   "and print the reply. VERB --help for each verb.",
+                       add_help=False)
+    c.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...")
+
+    ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
+    ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    ps.add_argument("--json", action="store_true", help="one JSON object per line")
+    return p
+
+
+def cmd_mount(a: argparse.Namespace) -> int:
+    from .mounts import clear_stale, mount_state
+
+    mp = a.mountpoint
+    state = mount_state(mp)
+    if state == "stale":
+        clear_stale(mp)
+        print(f"fakeproc: cleared a dead mount at {mp} (its daemon was gone: "
+              "Transport endpoint is not connected)", file=sys.stderr)
+        state = mount_state(mp)
+    if state == "missing":
+        os.makedirs(mp, exist_ok=True)
+    elif state == "fakeproc":
+        return _die(f"{mp} is already a fakeproc mount (fakeproc umount {mp} first)")
+    elif state == "other":
+        return _die(f"something else is mounted at {mp}")
+    if a.background:
+        return _mount_background(a)
+    return _mount_foreground(a)
+
+
+def _mount_foreground(a: argparse.Namespace) -> int:
+    import logging
+
+    from .daemon import Daemon
+    from .fs.privilege import make_privilege
+    from .kernel.eras import ERAS
+    from .machine.scenario import ScenarioError, load_scenario
+
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s fakeproc[%(process)d] %(levelname)s %(message)s", stream=sys.stderr)
+    if not a.verbose:
+        logging.getLogger("fuse").setLevel(logging.WARNING)
+    try:
+        machine = load_scenario(a.scenario, ERAS[a.kernel])
+    except ScenarioError as e:
+        return _die(f"bad scenario: {e}")
+    try:
+        Daemon(a.mountpoint, machine, make_privilege(a.privilege)).serve()
+    except RuntimeError as e:
+        return _die(f"mount failed at {a.mountpoint} ({e}); is FUSE available (/dev/fuse, fusermount)?")
+    return 0
+
+
+def _mount_background(a: argparse.Namespace) -> int:
+    import subprocess
+    import tempfile
+
+    from .mounts import mount_state, wait_until
+
+    logfile = a.log or tempfile.mktemp(prefix="fakeproc-", suffix=".log")
+    argv = [sys.executable, "-m", "fakeproc", "mount", a.mountpoint, "--kernel", a.kernel,
+            "--privilege", a.privilege]
+    if a.scenario:
+        argv += ["--scenario", a.scenario]
+    if a.verbose:
+        argv.append("--verbose")
+    with open(logfile, "ab") as out:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    control = os.path.join(a.mountpoint, "fakeproc", "control")
+
+    def ready() -> bool:
+        return child.poll() is not None or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control))
+
+    wait_until(ready, timeout=20)
+    if child.poll() is not None or not os.path.exists(control):
+        with open(logfile, errors="replace") as f:
+            sys.stderr.write(f.read()[-4000:])
+        if child.poll() is None:
+            child.kill()
+        return _die(f"the daemon did not come up at {a.mountpoint} (log: {logfile})")
+    print(f"fakeproc: mounted a {a.kernel} machine at {a.mountpoint} (daemon pid {child.pid}, log {logfile})")
+    return 0
+
+
+def cmd_umount(a: argparse.Namespace) -> int:
+    from .mounts import clear_stale, mount_state, unmount, wait_until
+
+    mp = a.mountpoint
+    state = mount_state(mp)
+    if state == "stale":
+        clear_stale(mp)
+        print(f"fakeproc: cleared a dead mount at {mp} (its daemon was gone: "
+              "Transport endpoint is not connected)", file=sys.stderr)
+        return 0
+    if state != "fakeproc":
+        return _die(f"{mp} is not a fakeproc mount")
+    pid = None
+    try:
+        for line in send(mp, ["info"]).splitlines():
+            if line.startswith("daemon_pid:"):
+                pid = int(line.split(":")[1])
+    except ControlError:
+        pass
+    try:
+        unmount(mp)
+    except OSError as e:
+        return _die(str(e))
+    if pid is not None and not wait_until(lambda: not _alive(pid), timeout=10):
+        return _die(f"unmounted {mp}, but daemon {pid} is still running")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmd_ctl(a: argparse.Namespace) -> int:
+    from .verbs import UsageError
+    from .verbs import build_parser as ctl_parser
+
+    words = a.words
+    parser = ctl_parser()
+    if not words or words[0] in ("-h", "--help", "help"):
+        parser.print_help()
+        return 0 if words else 2
+    try:
+        parser.parse_args(words)
+    except UsageError as e:
+        if str(e).strip() and "usage:" not in str(e):
+            print(e, file=sys.stderr)
+        # --help of a verb: argparse printed it and asked to exit
+        return 0 if "-h" in words or "--help" in words else 2
+    try:
+        sys.stdout.write(send(a.mountpoint, words))
+    except ControlError as e:
+        return _die(str(e))
+    return 0
+
+
+def cmd_ps(a: argparse.Namespace) -> int:
+    try:
+        sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
+    except ControlError as e:
+        return _die(str(e))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
+                "ps": cmd_ps}[a.command](a)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        return _die(str(e))

@@ -1,0 +1,164 @@
+"""The control surface: executes the verbs of ``verbs.py`` against the machine.
+
+Every line written to ``MOUNTPOINT/fakeproc/control`` runs here, so a plain
+shell can do everything the CLI does::
+
+    exec 3<>mountpoint/fakeproc/control; echo 'fork 400' >&3; cat <&3
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .machine import Caller, Machine, MachineError
+from .machine.klog import format_record
+from .machine.machine import GFP_HIGHUSER_MOVABLE
+from .verbs import UsageError, build_parser, format_ps
+
+if TYPE_CHECKING:
+    from .fs.entries import Request
+
+
+class Control:
+    """Executes control lines against a machine (the daemon end)."""
+
+    def __init__(self, machine: Machine, info: Callable[[], dict[str, object]] | None = None) -> None:
+        self.machine = machine
+        self.parser = build_parser()
+        self.info = info or (lambda: {})
+
+    def __call__(self, req: Request, text: str) -> tuple[bytes, int]:
+        """Run every line of ``text``; stop at the first error.  Returns (reply, errno)."""
+        out: list[str] = []
+        for line in text.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                out.append(self.run_line(req, line))
+            except UsageError as e:
+                out.append(f"error: {e}".rstrip() + "\n")
+                return "".join(out).encode(), errno.EINVAL
+            except MachineError as e:
+                out.append(f"error: {e}\n")
+                return "".join(out).encode(), e.errno
+        return "".join(out).encode(), 0
+
+    def run_line(self, req: Request | None, line: str) -> str:
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if argv and argv[0] in ("-h", "--help", "help"):
+            return self.parser.format_help()
+        if "-h" in argv or "--help" in argv:
+            return self.parser.format_help()
+        a = self.parser.parse_args(argv)
+        return getattr(self, "do_" + a.verb)(req, a)
+
+    # ------------------------------------------------------------------ verbs
+
+    def do_fork(self, req: Request | None, a: argparse.Namespace) -> str:
+        return f"{self.machine.fork(a.ppid, uid=a.uid, gid=a.gid, comm=a.comm).tid}\n"
+
+    def do_vfork(self, req: Request | None, a: argparse.Namespace) -> str:
+        return f"{self.machine.fork(a.ppid, comm=a.comm, vfork=True).tid}\n"
+
+    def do_thread(self, req: Request | None, a: argparse.Namespace) -> str:
+        return f"{self.machine.clone_thread(a.pid).tid}\n"
+
+    def do_exec(self, req: Request | None, a: argparse.Namespace) -> str:
+        t = self.machine.exec(a.pid, a.comm, vm=a.vm, rss=a.rss)
+        return f"{t.tgid} is now {t.comm}\n"
+
+    def do_exit(self, req: Request | None, a: argparse.Namespace) -> str:
+        gone = self.machine.exit(a.pid)
+        return "exited: " + " ".join(str(t.tid) for t in gone) + "\n"
+
+    def _mem_line(self, pid: int) -> str:
+        mm = self.machine.process(pid).mm
+        assert mm is not None
+        return f"{pid}: vm {mm.total_vm * 4}kB rss {mm.rss * 4}kB swap {mm.swap * 4}kB\n"
+
+    def do_grow(self, req: Request | None, a: argparse.Namespace) -> str:
+        self.machine.grow(a.pid, a.size)
+        return self._mem_line(a.pid)
+
+    def do_shrink(self, req: Request | None, a: argparse.Namespace) -> str:
+        self.machine.grow(a.pid, -a.size)
+        return self._mem_line(a.pid)
+
+    def do_mem(self, req: Request | None, a: argparse.Namespace) -> str:
+        fields = {"total_vm": a.vm, "rss_anon": a.rss, "rss_file": a.file_rss, "rss_shmem": a.shmem_rss,
+                  "swap": a.swap}
+        pages = {k: v // 4096 for k, v in fields.items() if v is not None}
+        if a.pgtables is not None:
+            pages["pgtables"] = a.pgtables
+        self.machine.set_memory(a.pid, **pages)
+        return self._mem_line(a.pid)
+
+    def do_set(self, req: Request | None, a: argparse.Namespace) -> str:
+        t = self.machine.process(a.pid)
+        if a.nice is not None:
+            if not -20 <= a.nice <= 19:
+                raise MachineError(errno.EINVAL, "nice must be -20..19")
+            for th in t.signal.threads:
+                th.nice = a.nice
+        for th in t.signal.threads:
+            if a.uid is not None:
+                th.uid = a.uid
+            if a.gid is not None:
+                th.gid = a.gid
+            if a.caps is not None:
+                th.caps = a.caps
+        if a.comm is not None:
+            t.comm = a.comm[:15]
+        if a.swapoff is not None:
+            t.oom_origin = a.swapoff == "on"
+        if a.start is not None:
+            if a.start > self.machine.uptime:
+                raise MachineError(errno.EINVAL, "a process cannot start after now")
+            t.start_time = a.start
+        return f"{t.tgid}: uid {t.uid} gid {t.gid} nice {t.nice} caps {t.caps:#x} comm {t.comm}\n"
+
+    def do_cpu(self, req: Request | None, a: argparse.Namespace) -> str:
+        t = self.machine.charge_cpu(a.tid, a.seconds, a.system)
+        return f"{t.tid}: utime {t.utime} stime {t.stime} jiffies\n"
+
+    def do_tick(self, req: Request | None, a: argparse.Namespace) -> str:
+        return f"uptime {self.machine.tick(a.seconds):.2f}s\n"
+
+    def do_oom(self, req: Request | None, a: argparse.Namespace) -> str:
+        m = self.machine
+        if a.as_pid is not None:
+            t = m.task(a.as_pid)
+            current, mems = Caller(t.tgid, t.uid, t.comm, m.get_oom_adj(t)), t.mems
+        elif req is not None:
+            current, mems = req.caller(), None
+        else:
+            current, mems = Caller(0, 0, "fakeproc"), None
+        before = len(m.log.records)
+        killed = m.out_of_memory(current, gfp_mask=GFP_HIGHUSER_MOVABLE, current_mems=mems)
+        lines = [format_record(t, s) for t, s in m.log.records[before:]]
+        lines.append("killed: " + (" ".join(str(t.tid) for t in killed if t.is_leader) or "nothing"))
+        return "\n".join(lines) + "\n"
+
+    def do_dmesg(self, req: Request | None, a: argparse.Namespace) -> str:
+        return self.machine.log.text()
+
+    def do_ps(self, req: Request | None, a: argparse.Namespace) -> str:
+        rows = [self.machine.describe(p) for p in self.machine.iter_processes()]
+        if a.json:
+            return "".join(json.dumps(r) + "\n" for r in rows)
+        return format_ps(rows)
+
+    def do_info(self, req: Request | None, a: argparse.Namespace) -> str:
+        m = self.machine
+        info = {"kernel": m.era.name, "ram_kib": m.ram_pages * 4, "swap_kib": m.swap_pages * 4, "hz": m.hz,
+                "uptime": m.uptime, "processes": len(m.processes), "threads": len(m.tasks)}
+        info.update(self.info())
+        return "".join(f"{k}: {v}\n" for k, v in info.items())

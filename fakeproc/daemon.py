@@ -1,0 +1,78 @@
+"""The daemon: serves one machine on one mount point until told to stop.
+
+Concurrency, explicitly: trio owns the main thread (signals, supervision);
+libfuse runs single-threaded (``-s``) in one worker thread; the model is
+only touched under ``lock``, by that thread and by anything trio adds.
+SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
+the daemon.  The signal handlers are installed *before* libfuse starts, so
+libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import trio
+
+from .control import Control
+from .fs.entries import FsState
+from .fs.fuseops import FakeProcFS, fuse_options
+from .fs.privilege import Privilege
+from .machine import Machine
+from .mounts import unmount
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege) -> None:
+        self.mountpoint = os.path.abspath(mountpoint)
+        self.machine = machine
+        self.privilege = privilege
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.control = Control(machine, self.info)
+        self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control)
+        self.ops = FakeProcFS(self.state, self.lock)
+
+    def info(self) -> dict[str, Any]:
+        return {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint, "privilege": self.privilege.name}
+
+    def _run_fuse(self) -> None:
+        from fuse import FUSE
+
+        FUSE(self.ops, self.mountpoint, **fuse_options())
+
+    async def _supervise(self) -> None:
+        failure: list[BaseException] = []
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def fuse_thread() -> None:
+                    try:
+                        await trio.to_thread.run_sync(self._run_fuse)
+                    except BaseException as e:  # noqa: BLE001 - reported after the nursery
+                        failure.append(e)
+                    finally:
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(fuse_thread)
+                async for signum in signals:
+                    log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
+                    try:
+                        await trio.to_thread.run_sync(unmount, self.mountpoint)
+                    except OSError as e:
+                        log.error("%s", e)
+        if failure:
+            raise failure[0]
+
+    def serve(self) -> None:
+        log.info("serving a %s machine (%d processes) at %s, privilege %s", self.machine.era.name,
+                 len(self.machine.processes), self.mountpoint, self.privilege.name)
+        trio.run(self._supervise)
+        log.info("unmounted %s", self.mountpoint)

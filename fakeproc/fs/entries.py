@@ -1,0 +1,181 @@
+"""The files of the fake, declared as tables, the way fs/proc/base.c does.
+
+``PID_ENTRIES`` plays the part of the kernel's ``tgid_base_stuff[]`` and
+``tid_base_stuff[]``: each row is a name, a mode and its handlers, so adding a
+file is adding a row.  ``ROOT_ENTRIES`` are the files at the top of the mount
+(``/proc/sysrq-trigger`` and fakeproc's own ``fakeproc/`` directory).
+
+Handlers receive a :class:`Request` (who asks, and the shared state) and the
+tid the path names; they raise :class:`~fakeproc.machine.MachineError` with
+the kernel's errno.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..kernel.eras import Era
+from ..machine import Caller, Machine, MachineError
+from ..machine.machine import GFP_KERNEL
+
+if TYPE_CHECKING:
+    from .privilege import Privilege
+
+ReadHandler = Callable[["Request", int], bytes]
+WriteHandler = Callable[["Request", int, bytes], int]
+
+
+class Request:
+    """One FUSE request: the caller (uid, gid, thread id) and the daemon's state."""
+
+    __slots__ = ("state", "uid", "gid", "tid", "handle", "offset")
+
+    def __init__(self, state: FsState, uid: int, gid: int, tid: int, handle: Any = None, offset: int = 0) -> None:
+        self.state = state
+        self.uid = uid
+        self.gid = gid
+        self.tid = tid
+        self.handle = handle  # the open file (fuseops.Handle), if any
+        self.offset = offset  # file position of this read or write
+
+    @property
+    def machine(self) -> Machine:
+        return self.state.machine
+
+    def privileged(self) -> bool:
+        """capable(CAP_SYS_RESOURCE) for the writer, per ``--privilege``."""
+        return self.state.privilege.has_sys_resource(self.uid, self.tid)
+
+    def caller(self) -> Caller:
+        """``current`` for a report header: the model's task if the caller is simulated."""
+        m = self.machine
+        t = m.tasks.get(self.tid)
+        if t is not None:
+            return Caller(t.tgid, t.uid, t.comm, m.get_oom_adj(t))
+        return Caller(self.tid, self.uid, real_comm(self.state.real_proc, self.tid))
+
+
+def real_comm(proc: str, tid: int) -> str:
+    try:
+        with open(f"{proc}/{tid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip() or "?"
+    except OSError:
+        return "?"
+
+
+class FsState:
+    """What every handler may need: the machine, the privilege policy, the control surface."""
+
+    __slots__ = ("machine", "privilege", "owner_uid", "owner_gid", "control", "real_proc", "last_reply")
+
+    def __init__(self, machine: Machine, privilege: Privilege, owner_uid: int, owner_gid: int,
+                 control: Callable[[Request, str], tuple[bytes, int]] | None = None, real_proc: str = "/proc") -> None:
+        self.machine = machine
+        self.privilege = privilege
+        self.owner_uid = owner_uid
+        self.owner_gid = owner_gid
+        self.control = control
+        self.real_proc = real_proc
+        self.last_reply = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file: its name, permission bits, and what reading and writing it do.
+
+    ``read``/``write`` of None: the kernel's file_operations lacks that
+    method (read → EINVAL, write → EINVAL).  ``shown``: in which eras it exists.
+    ``positioned``: the read handler applies the file position itself
+    (``req.offset``) instead of getting its content sliced.
+    """
+
+    name: str
+    mode: int
+    read: Callable[..., bytes] | None = None
+    write: Callable[..., int] | None = None
+    shown: Callable[[Era], bool] = lambda era: True
+    positioned: bool = False
+
+
+# ---------------------------------------------------------------- per pid
+
+def _read_oom_adj(req: Request, tid: int) -> bytes:
+    return req.machine.read_oom_adj(tid)
+
+
+def _write_oom_adj(req: Request, tid: int, data: bytes) -> int:
+    return req.machine.write_oom_adj(tid, data, req.privileged)
+
+
+def _read_oom_score(req: Request, tid: int) -> bytes:
+    m = req.machine
+    reader = m.tasks.get(req.tid)  # has_intersects_mems_allowed() compares with current
+    return m.read_oom_score(tid, reader.mems if reader is not None else None)
+
+
+#: tgid_base_stuff[]/tid_base_stuff[] (the ``task`` directory is added for pids).
+PID_ENTRIES: tuple[Entry, ...] = (
+    Entry("oom_adj", 0o644, _read_oom_adj, _write_oom_adj, lambda era: "oom_adj" in era.pid_files),
+    Entry("oom_score", 0o444, _read_oom_score, None, lambda era: "oom_score" in era.pid_files),
+)
+
+
+# ------------------------------------------------------------- mount root
+
+def _write_sysrq(req: Request, _tid: int, data: bytes) -> int:
+    """drivers/char/sysrq.c write_sysrq_trigger(): the first byte is the key."""
+    if data[:1] == b"f":
+        # SysRq-f: moom_callback() -> out_of_memory(GFP_KERNEL, order 0)
+        m = req.machine
+        m.printk("SysRq : Manual OOM execution")
+        m.out_of_memory(req.caller(), gfp_mask=GFP_KERNEL)
+    elif data[:1] and data[:1] not in b"\n":
+        req.machine.printk(f"SysRq : HELP : fakeproc simulates only 'f' (manual OOM), not {data[:1]!r}")
+    return len(data)
+
+
+def _read_dmesg(req: Request, _tid: int) -> bytes:
+    return req.machine.log.text().encode()
+
+
+def _read_control(req: Request, _tid: int) -> bytes:
+    """The reply to this descriptor's last command, read from where that write left
+    the file position (so ``echo CMD >&3; cat <&3`` works); on a descriptor
+    that wrote nothing, the last reply given to anyone."""
+    h = req.handle
+    if h is not None and h.reply is not None:
+        return h.reply[max(0, req.offset - h.reply_base):]
+    return req.state.last_reply[req.offset:]
+
+
+def _write_control(req: Request, _tid: int, data: bytes) -> int:
+    if req.state.control is None:
+        raise MachineError(errno.EINVAL, "no control surface")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise MachineError(errno.EINVAL, "commands are UTF-8 text") from None
+    reply, err = req.state.control(req, text)
+    req.state.last_reply = reply
+    if req.handle is not None:
+        req.handle.reply = reply
+        req.handle.reply_base = req.offset + len(data)
+    if err:
+        raise MachineError(err, reply.decode(errors="replace").strip())
+    return len(data)
+
+
+#: Files at the root of the mount, as (directory, entry): "" is the root itself.
+ROOT_ENTRIES: tuple[tuple[str, Entry], ...] = (
+    ("", Entry("sysrq-trigger", 0o200, None, _write_sysrq)),
+    ("fakeproc", Entry("control", 0o600, _read_control, _write_control, positioned=True)),
+    ("fakeproc", Entry("dmesg", 0o444, _read_dmesg, None)),
+)
+ROOT_DIRS = ("fakeproc",)
+
+
+def pid_entries(era: Era) -> dict[str, Entry]:
+    return {e.name: e for e in PID_ENTRIES if e.shown(era)}

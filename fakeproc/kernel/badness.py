@@ -1,0 +1,113 @@
+"""OOM badness formulas, as pure integer arithmetic on plain numbers.
+
+The simulated machine gathers the inputs (``LegacyInputs``/``ModernInputs``)
+from its tasks; these functions only compute, so a test can check them by hand.
+"""
+
+from __future__ import annotations
+
+from math import isqrt
+from typing import NamedTuple
+
+ULONG_MAX = (1 << 64) - 1
+OOM_DISABLE = -17
+OOM_ADJUST_MIN = -16
+OOM_ADJUST_MAX = 15
+OOM_SCORE_ADJ_MIN = -1000
+OOM_SCORE_ADJ_MAX = 1000
+
+#: kernel/timeconst: SHIFT_HZ for the HZ values a 2.6 kernel could be built with.
+SHIFT_HZ = {100: 7, 250: 8, 300: 8, 1000: 10}
+
+
+def int_sqrt(x: int) -> int:
+    """lib/int_sqrt.c: floor of the square root."""
+    return isqrt(x)
+
+
+class LegacyInputs(NamedTuple):
+    """What mm/oom_kill.c badness() reads (2.6.31-rc, 2.6.31, 2.6.32)."""
+
+    oom_adj: int
+    has_mm: bool
+    total_vm: int  # pages of the task's mm
+    oom_origin: bool  # running swapoff (PF_OOM_ORIGIN in 2.6.32)
+    children_vm: tuple[int, ...]  # total_vm of each child whose mm is its own
+    cpu_jiffies: int  # utime + stime
+    uptime_s: int
+    start_time_s: int
+    nice: int
+    cap_admin_or_resource: bool  # CAP_SYS_ADMIN or CAP_SYS_RESOURCE
+    cap_rawio: bool
+    mems_intersect: bool  # cpuset memory nodes intersect the allocating task's
+    hz: int = 250
+
+
+def legacy_badness(i: LegacyInputs, adj_first: bool = True) -> int:
+    """badness() of 2.6.31/2.6.32, step by step as in mm/oom_kill.c.
+
+    ``adj_first``: 2.6.32 returns 0 for OOM_DISABLE before looking at the mm;
+    2.6.31 does not test OOM_DISABLE inside badness() at all (its caller does)
+    and lets the final shift by 17 bring small scores to 0.
+    """
+    if adj_first and i.oom_adj == OOM_DISABLE:
+        return 0
+    if not i.has_mm:
+        return 0
+    points = i.total_vm
+    if i.oom_origin:
+        return ULONG_MAX
+    for vm in i.children_vm:
+        points += vm // 2 + 1
+    cpu_time = i.cpu_jiffies >> (SHIFT_HZ[i.hz] + 3)
+    run_time = (i.uptime_s - i.start_time_s) >> 10 if i.uptime_s >= i.start_time_s else 0
+    if cpu_time:
+        points //= int_sqrt(cpu_time)
+    if run_time:
+        points //= int_sqrt(int_sqrt(run_time))
+    if i.nice > 0:
+        points = (points * 2) & ULONG_MAX
+    if i.cap_admin_or_resource:
+        points //= 4
+    if i.cap_rawio:
+        points //= 4
+    if not i.mems_intersect:
+        points //= 8
+    if i.oom_adj > 0:
+        points = (max(points, 1) << i.oom_adj) & ULONG_MAX
+    elif i.oom_adj < 0:
+        points >>= -i.oom_adj
+    return points
+
+
+class ModernInputs(NamedTuple):
+    """What mm/oom_kill.c oom_badness() reads (6.x)."""
+
+    unkillable: bool
+    rss: int  # pages: anon + file + shmem
+    swap: int  # swap entries (pages)
+    pgtables_bytes: int
+    oom_score_adj: int
+    totalpages: int  # RAM pages + swap pages
+    page_size: int = 4096
+
+
+def modern_badness(i: ModernInputs) -> int | None:
+    """oom_badness() of 6.x: None stands for LONG_MIN (unkillable)."""
+    if i.unkillable:
+        return None
+    points = i.rss + i.swap + i.pgtables_bytes // i.page_size
+    points += i.oom_score_adj * (i.totalpages // 1000)
+    return points
+
+
+def _c_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def modern_oom_score(badness: int | None, totalpages: int) -> int:
+    """fs/proc/base.c proc_oom_score() of 6.x: ``(1000 + points*1000/totalpages)*2/3``."""
+    if badness is None:
+        return 0
+    return _c_div((1000 + _c_div(badness * 1000, totalpages)) * 2, 3)

@@ -1,0 +1,144 @@
+"""Scenario files: a simulated machine written by hand, in TOML.
+
+The format is documented in the README ("Scenario files") and by the embedded
+default, ``fakeproc/scenarios/default.toml``.  Processes are created in file
+order, which is also the order the OOM killer walks them (for_each_process).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..kernel.caps import CAP_ALL, parse_caps
+from ..kernel.eras import Era, oom_adj_in_range
+from ..units import parse_duration, parse_size
+from .machine import Machine, MachineError
+from .task import PAGE_SIZE, Mm
+
+MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "description"}
+PROCESS_KEYS = {
+    "pid", "parent", "comm", "uid", "gid", "nice", "caps", "vm", "rss", "file_rss", "shmem_rss", "swap",
+    "pgtables", "cpu", "sys_cpu", "start", "threads", "oom_adj", "kthread", "vfork", "swapoff", "mems",
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot describe a machine; the message says where."""
+
+
+def default_scenario_text() -> str:
+    return resources.files("fakeproc.scenarios").joinpath("default.toml").read_text()
+
+
+def load_scenario(path: str | Path | None, era: Era) -> Machine:
+    """Build a machine from a scenario file (None: the embedded default)."""
+    if path is None:
+        text, name = default_scenario_text(), "<default scenario>"
+    else:
+        try:
+            text, name = Path(path).read_text(), str(path)
+        except OSError as e:
+            raise ScenarioError(f"{path}: {e.strerror}") from e
+    return build_machine(text, era, name)
+
+
+def _caps(value: Any, uid: int, where: str) -> int:
+    if value is None:
+        return CAP_ALL if uid == 0 else 0
+    if not isinstance(value, (str, list)):
+        raise ScenarioError(f"{where}: caps must be \"all\", \"none\" or a list of names")
+    try:
+        return parse_caps(value)
+    except ValueError as e:
+        raise ScenarioError(f"{where}: {e}") from None
+
+
+def _pages(spec: dict[str, Any], key: str, where: str) -> int:
+    try:
+        return parse_size(spec.get(key, 0)) // PAGE_SIZE
+    except ValueError as e:
+        raise ScenarioError(f"{where}: {key}: {e}") from e
+
+
+def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{name}: {e}") from e
+    unknown = set(doc) - {"machine", "process"}
+    if unknown:
+        raise ScenarioError(f"{name}: unknown section(s) {sorted(unknown)}; expected [machine] and [[process]]")
+    mspec = doc.get("machine", {})
+    bad = set(mspec) - MACHINE_KEYS
+    if bad:
+        raise ScenarioError(f"{name}: [machine]: unknown key(s) {sorted(bad)}; known: {sorted(MACHINE_KEYS)}")
+    try:
+        m = Machine(era, ram=parse_size(mspec.get("ram", "4G")), swap=parse_size(mspec.get("swap", 0)),
+                    hz=int(mspec.get("hz", 250)), uptime=parse_duration(mspec.get("uptime", 0)))
+    except ValueError as e:
+        raise ScenarioError(f"{name}: [machine]: {e}") from e
+    if m.hz not in (100, 250, 300, 1000):
+        raise ScenarioError(f"{name}: [machine]: hz must be 100, 250, 300 or 1000")
+    for i, spec in enumerate(doc.get("process", [])):
+        where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
+        try:
+            _add_process(m, spec, where)
+        except MachineError as e:
+            raise ScenarioError(f"{where}: {e}") from e
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ScenarioError):
+                raise
+            raise ScenarioError(f"{where}: {e}") from e
+    if 1 not in m.processes:
+        raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
+    return m
+
+
+def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
+    bad = set(spec) - PROCESS_KEYS
+    if bad:
+        raise ScenarioError(f"unknown key(s) {sorted(bad)}; known: {sorted(PROCESS_KEYS)}")
+    if "pid" not in spec or "comm" not in spec:
+        raise ScenarioError("pid and comm are required")
+    pid, comm = int(spec["pid"]), str(spec["comm"])
+    ppid = int(spec.get("parent", 0))
+    if ppid and ppid not in m.processes:
+        raise ScenarioError(f"parent {ppid} must be listed before its child")
+    uid = int(spec.get("uid", 0))
+    gid = int(spec.get("gid", uid))
+    kthread = bool(spec.get("kthread", False))
+    if spec.get("vfork"):
+        if not ppid:
+            raise ScenarioError("a vfork child needs a parent")
+        t = m.fork(ppid, vfork=True, pid=pid, comm=comm, uid=uid, gid=gid)
+    else:
+        mm = None
+        if not kthread:
+            rss_anon = _pages(spec, "rss", where)
+            mm = Mm(total_vm=_pages(spec, "vm", where) or rss_anon, rss_anon=rss_anon,
+                    rss_file=_pages(spec, "file_rss", where), rss_shmem=_pages(spec, "shmem_rss", where),
+                    swap=_pages(spec, "swap", where), pgtables=_pages(spec, "pgtables", where) * PAGE_SIZE)
+        t = m.spawn(comm, pid=pid, parent=m.processes.get(ppid), uid=uid, gid=gid, mm=mm, kthread=kthread)
+    t.nice = int(spec.get("nice", t.nice if spec.get("vfork") else 0))
+    t.caps = _caps(spec.get("caps"), uid, where)
+    t.utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
+    t.stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
+    start = parse_duration(spec.get("start", 0))
+    if start > m.uptime:
+        raise ScenarioError(f"start ({start}s) is after the machine's uptime ({m.uptime}s)")
+    t.start_time = start
+    t.oom_origin = bool(spec.get("swapoff", False))
+    if "mems" in spec:
+        t.mems = frozenset(int(n) for n in spec["mems"])
+    if "oom_adj" in spec:
+        if not oom_adj_in_range(int(spec["oom_adj"])):
+            raise ScenarioError("oom_adj must be -17 or -16..15")
+        m.store_oom_adj(t, int(spec["oom_adj"]))
+    threads = spec.get("threads", 1)
+    tids = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
+    for tid in tids:
+        th = m.clone_thread(pid, tid=tid)
+        th.start_time = start

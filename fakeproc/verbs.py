@@ -1,0 +1,127 @@
+"""The control verbs: one argparse definition for both ends of the control file.
+
+The daemon parses each line written to ``MOUNTPOINT/fakeproc/control`` with
+it, and ``fakeproc ctl`` uses it to check arguments and print ``--help``
+before sending the line.  Light on imports: ``fakeproc ctl`` runs it once
+per command.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .kernel.caps import parse_caps
+from .units import parse_duration, parse_size
+
+
+class UsageError(Exception):
+    """A control line that does not parse; the message is argparse's."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
+        raise UsageError(message or "")
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _caps(text: str) -> int:
+    try:
+        return parse_caps(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
+    """The verbs, their arguments and their help (shared by daemon and CLI)."""
+    p = _Parser(prog=prog, description="Change the simulated machine of a fakeproc mount.",
+                epilog="SIZE: bytes, or with k/M/G (binary). SECONDS: 30, 90s, 15m, 2h, 1d2h.")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    v = verb("fork", "fork() a child of PPID; prints the new pid as the last line")
+    v.add_argument("ppid", type=int, metavar="PPID")
+    v.add_argument("--uid", type=int, help="the child setuid()s to UID (dropping capabilities)")
+    v.add_argument("--gid", type=int, help="the child's gid (default: its uid's)")
+    v.add_argument("--comm", help="the child's name (default: the parent's, as after fork)")
+    v = verb("vfork", "vfork() a child of PPID that shares its address space until exec/exit; "
+                      "prints the new pid")
+    v.add_argument("ppid", type=int, metavar="PPID")
+    v.add_argument("--comm", help="the child's name (default: the parent's)")
+    v = verb("thread", "start a new thread in process PID; prints the new tid")
+    v.add_argument("pid", type=int, metavar="PID")
+    v = verb("exec", "execve() COMM in process PID: new address space, other threads die")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("comm", metavar="COMM")
+    v.add_argument("--vm", type=_size, default=4 << 20, metavar="SIZE", help="new address space (default 4M)")
+    v.add_argument("--rss", type=_size, default=1 << 20, metavar="SIZE", help="resident part (default 1M)")
+    v = verb("exit", "exit_group() of process PID, or exit() of one thread when given a tid")
+    v.add_argument("pid", type=int, metavar="PID")
+    v = verb("grow", "process PID maps and touches SIZE more memory")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("size", type=_size, metavar="SIZE")
+    v = verb("shrink", "process PID unmaps SIZE of memory")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("size", type=_size, metavar="SIZE")
+    v = verb("mem", "set the memory counters of process PID's address space")
+    v.add_argument("pid", type=int, metavar="PID")
+    for name, what in (("vm", "total_vm"), ("rss", "anonymous resident memory"),
+                       ("file-rss", "file-backed resident memory"), ("shmem-rss", "shared memory"),
+                       ("swap", "swapped-out memory"), ("pgtables", "page tables")):
+        v.add_argument(f"--{name}", type=_size, metavar="SIZE", help=what)
+    v = verb("set", "set other attributes of process PID")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("--nice", type=int, help="nice value (-20..19)")
+    v.add_argument("--uid", type=int)
+    v.add_argument("--gid", type=int)
+    v.add_argument("--comm")
+    v.add_argument("--caps", type=_caps, metavar="LIST",
+                   help="effective capabilities: all, none, or e.g. sys_admin,sys_resource")
+    v.add_argument("--swapoff", choices=("on", "off"), help="PF_OOM_ORIGIN: the process runs swapoff")
+    v.add_argument("--start", type=_duration, metavar="SECONDS", help="start time, seconds since boot")
+    v = verb("cpu", "charge CPU time to thread TID")
+    v.add_argument("tid", type=int, metavar="TID")
+    v.add_argument("seconds", type=_duration, metavar="SECONDS")
+    v.add_argument("--system", action="store_true", help="as system time (default: user time)")
+    v = verb("tick", "advance the simulated clock")
+    v.add_argument("seconds", type=_duration, metavar="SECONDS")
+    v = verb("oom", "run the OOM killer once and print what it did")
+    v.add_argument("--as", dest="as_pid", type=int, metavar="PID",
+                   help="the allocating task named in the report (default: the caller)")
+    verb("dmesg", "print the kernel log")
+    v = verb("ps", "list the processes with uid, comm, oom_adj, oom_score and memory")
+    v.add_argument("--json", action="store_true", help="one JSON object per process")
+    verb("info", "describe the machine: kernel era, memory, clock, daemon")
+    return p
+
+
+PS_COLUMNS = ("pid", "ppid", "uid", "threads", "oom_adj", "oom_score", "vm_kib", "rss_kib", "comm", "flags")
+PS_HEADER = "  PID  PPID   UID THR OOM_ADJ  OOM_SCORE      VSZ      RSS COMM"
+
+
+def format_ps(rows: list[dict[str, object]]) -> str:
+    out = [PS_HEADER]
+    for r in rows:
+        line = (f"{r['pid']:5d} {r['ppid']:5d} {r['uid']:5d} {r['threads']:3d} {r['oom_adj']:7d} "
+                f"{r['oom_score']:10d} {r['vm_kib']:8d} {r['rss_kib']:8d} {r['comm']}")
+        if r["flags"]:
+            line += f" [{r['flags']}]"
+        out.append(line)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,112 @@
+"""Fixtures: real FUSE mounts in temporary directories, always unmounted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fakeproc.mounts import mount_state
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FAKEPROC_SHARED", REPO.parent / "shared"))
+FAKEPROC = [sys.executable, "-m", "fakeproc"]
+
+
+def fakeproc(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run the fakeproc CLI as a user would."""
+    return subprocess.run(FAKEPROC + list(args), capture_output=True, text=True, check=check, timeout=60, **kw)
+
+
+class Mount:
+    """A running fakeproc mount and helpers to drive it."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.path = path
+        self.log = log
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+    def ctl(self, *words: str, check: bool = True) -> str:
+        r = fakeproc("ctl", "-m", str(self.path), *words, check=False)
+        if check and r.returncode != 0:
+            raise AssertionError(f"fakeproc ctl {' '.join(words)} failed: {r.stderr}")
+        return r.stdout
+
+    def new_pid(self, *words: str) -> int:
+        return int(self.ctl(*words).split()[-1])
+
+    def read(self, rel: str) -> str:
+        return (self.path / rel).read_text()
+
+    def daemon_pid(self) -> int:
+        for line in self.ctl("info").splitlines():
+            if line.startswith("daemon_pid:"):
+                return int(line.split(":")[1])
+        raise AssertionError("no daemon_pid in info")
+
+
+def start_mount(path: Path, *options: str) -> Mount:
+    log = path.parent / (path.name + ".log")
+    r = fakeproc("mount", str(path), "--background", "--log", str(log), *options, check=False)
+    assert r.returncode == 0, f"mount failed: {r.stderr}\n{log.read_text() if log.exists() else ''}"
+    return Mount(path, log)
+
+
+def stop_mount(m: Mount) -> None:
+    """Unmount whatever state the mount is in; kill the daemon if it lingers."""
+    pid = None
+    try:
+        pid = m.daemon_pid() if mount_state(str(m.path)) == "fakeproc" else None
+    except AssertionError:
+        pass
+    fakeproc("umount", str(m.path), check=False)
+    if mount_state(str(m.path)) in ("fakeproc", "stale"):
+        subprocess.run(["fusermount", "-u", "-z", str(m.path)], check=False)
+    if pid is not None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.02)
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def mount_factory():
+    """mount_factory(*options, name="mnt") -> Mount; every mount is unmounted at the end.
+
+    The directory is world-traversable so tests can act as other users.
+    """
+    mounts: list[Mount] = []
+    base = Path(tempfile.mkdtemp(prefix="fakeproc-test-"))
+    base.chmod(0o755)
+
+    def make(*options: str, name: str = "mnt") -> Mount:
+        path = base / name
+        path.mkdir(exist_ok=True)
+        m = start_mount(path, *options)
+        mounts.append(m)
+        return m
+
+    yield make
+    for m in mounts:
+        stop_mount(m)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def mnt(mount_factory) -> Mount:
+    """The default machine (2.6.32, privilege owner) mounted in a temporary directory."""
+    return mount_factory()
+
+
+def sh(cmd: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60, **kw)
