@@ -213,7 +213,12 @@ def cmd_ps(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a, extra = parser.parse_known_args(argv)
+    if extra:
+        if a.command != "ctl":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
         return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
                 "ps": cmd_ps}[a.command](a)

@@ -51,7 +51,7 @@ def mount_state(mountpoint: str) -> str:
     try:
         os.stat(mountpoint)
     except OSError as e:
-        if e.errno == errno.ENOTCONN:
+        if e.errno in (errno.ENOTCONN, errno.ECONNABORTED):  # the latter while the daemon dies
             return "stale"
         if e.errno == errno.ENOENT:
             return "missing"

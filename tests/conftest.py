@@ -108,5 +108,6 @@ def mnt(mount_factory) -> Mount:
     return mount_factory()
 
 
-def sh(cmd: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60, **kw)
+def sh(cmd: str, shell: str = "sh", **kw) -> subprocess.CompletedProcess:
+    """Run a shell command line (dash by default; bash prints errno messages for write errors)."""
+    return subprocess.run([shell, "-c", cmd], capture_output=True, text=True, timeout=60, **kw)
