@@ -38,7 +38,7 @@ class Daemon:
         self.started = time.time()
         self.control = Control(machine, self.info)
         self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control)
-        self.ops = FakeProcFS(self.state, self.lock)
+        self.ops = FakeProcFS(self.state, self.lock)  # after logging is configured: it reads the level
 
     def info(self) -> dict[str, Any]:
         return {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint, "privilege": self.privilege.name}

@@ -56,6 +56,8 @@ class Mount:
 
 def start_mount(path: Path, *options: str) -> Mount:
     log = path.parent / (path.name + ".log")
+    if log.exists():
+        log.unlink()
     r = fakeproc("mount", str(path), "--background", "--log", str(log), *options, check=False)
     assert r.returncode == 0, f"mount failed: {r.stderr}\n{log.read_text() if log.exists() else ''}"
     return Mount(path, log)
@@ -97,9 +99,15 @@ def mount_factory():
         return m
 
     yield make
+    problems = []
     for m in mounts:
         stop_mount(m)
+        log = m.log.read_text(errors="replace") if m.log.exists() else ""
+        if "Traceback" in log or "bug in fakeproc" in log:
+            problems.append(f"{m.log}:\n{log[-3000:]}")
     shutil.rmtree(base, ignore_errors=True)
+    # a daemon that logged a traceback answered someone with a made-up errno
+    assert not problems, "the daemon logged errors:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ def test_foreground_mount_unmounts_cleanly_on_signal(tmp_path, sig):
         assert p.wait(timeout=10) == 0
         assert time.monotonic() - t0 < 1.0
         assert mount_state(str(mp)) == "free"
+        err = p.stderr.read()
+        assert "unmounted" in err and "Traceback" not in err
     finally:
         if p.poll() is None:
             p.kill()

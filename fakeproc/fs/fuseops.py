@@ -1,6 +1,6 @@
 """The fusepy adapter: paths to table entries, errors to errnos, one lock.
 
-No OOM logic lives here.  Every callback runs under ``self.lock`` (the
+No OOM logic lives here.  Every callback runs under ``self._lock`` (the
 model's one lock), and every unexpected exception is logged with its
 traceback and answered with EIO, so that a bug never passes for a kernel's
 EINVAL.
@@ -52,7 +52,10 @@ class Handle:
 class FakeProcFS:
     """fusepy Operations for one simulated machine.
 
-    Only the callbacks defined here are registered with libfuse; in
+    fusepy registers every attribute named like a libfuse callback (even
+    ``lock``!), so everything that is not a callback here starts with ``_``
+    or has a name libfuse does not use.  Only the callbacks defined here are
+    registered with libfuse; in
     particular there is no ``flush``, so the kernel stops sending FLUSH after
     the first ENOSYS (nothing here needs it).
     """
@@ -61,7 +64,8 @@ class FakeProcFS:
 
     def __init__(self, state: FsState, lock: Any) -> None:
         self.state = state
-        self.lock = lock
+        self._lock = lock
+        self._trace = log.isEnabledFor(logging.DEBUG)  # --verbose: log every request
         self.handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
         self.mtime_ns = time.time_ns()
@@ -69,7 +73,9 @@ class FakeProcFS:
 
     # fusepy calls operations(op, *args): the single entry point.
     def __call__(self, op: str, *args: Any) -> Any:
-        with self.lock:
+        if self._trace:
+            log.debug("request %s %r", op, args[:1])
+        with self._lock:
             try:
                 return getattr(self, op)(*args)
             except FuseOSError:
@@ -258,7 +264,9 @@ def fuse_options(foreground: bool = True) -> dict[str, Any]:
     - allow_other + default_permissions: other users get in, and the kernel
       checks the mode and owner of each file as procfs would;
     - entry/attr timeouts 0: a pid that exits vanishes at once, and a write
-      followed by a read never sees stale attributes.
+      followed by a read never sees stale attributes;
+    - nonempty: the default mount point holds a .gitkeep (libfuse 2 refuses
+      non-empty directories otherwise).
     """
     opts: dict[str, Any] = {
         "foreground": foreground,
@@ -270,6 +278,7 @@ def fuse_options(foreground: bool = True) -> dict[str, Any]:
         "entry_timeout": 0,
         "attr_timeout": 0,
         "negative_timeout": 0,
+        "nonempty": True,
     }
     if os.getuid() == 0:
         opts["allow_other"] = True
