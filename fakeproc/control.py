@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from .machine import Caller, Machine, MachineError
 from .machine.klog import format_record
-from .machine.machine import GFP_HIGHUSER_MOVABLE
 from .verbs import UsageError, build_parser, format_ps
 
 if TYPE_CHECKING:
@@ -67,6 +66,9 @@ class Control:
 
     def do_vfork(self, req: Request | None, a: argparse.Namespace) -> str:
         return f"{self.machine.fork(a.ppid, comm=a.comm, vfork=True).tid}\n"
+
+    def do_clone(self, req: Request | None, a: argparse.Namespace) -> str:
+        return f"{self.machine.fork(a.ppid, comm=a.comm, share_vm=True).tid}\n"
 
     def do_thread(self, req: Request | None, a: argparse.Namespace) -> str:
         return f"{self.machine.clone_thread(a.pid).tid}\n"
@@ -136,15 +138,15 @@ class Control:
         m = self.machine
         if a.as_pid is not None:
             t = m.task(a.as_pid)
-            current, mems = Caller(t.tgid, t.uid, t.comm, m.get_oom_adj(t)), t.mems
+            current, mems = Caller(t.tgid, t.uid, t.comm, m.get_adj(t)), t.mems
         elif req is not None:
             current, mems = req.caller(), None
         else:
             current, mems = Caller(0, 0, "fakeproc"), None
         before = len(m.log.records)
-        killed = m.out_of_memory(current, gfp_mask=GFP_HIGHUSER_MOVABLE, current_mems=mems)
+        result = m.out_of_memory(current, current_mems=mems)
         lines = [format_record(t, s) for t, s in m.log.records[before:]]
-        lines.append("killed: " + (" ".join(str(t.tid) for t in killed if t.is_leader) or "nothing"))
+        lines.append("killed: " + (" ".join(str(t.tid) for t in result.killed if t.is_leader) or "nothing"))
         return "\n".join(lines) + "\n"
 
     def do_dmesg(self, req: Request | None, a: argparse.Namespace) -> str:

@@ -65,6 +65,10 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
                       "prints the new pid")
     v.add_argument("ppid", type=int, metavar="PPID")
     v.add_argument("--comm", help="the child's name (default: the parent's)")
+    v = verb("clone", "clone(CLONE_VM) a child of PPID: a separate process sharing its address space "
+                      "(6.x shares oom_score_adj writes with it); prints the new pid")
+    v.add_argument("ppid", type=int, metavar="PPID")
+    v.add_argument("--comm", help="the child's name (default: the parent's)")
     v = verb("thread", "start a new thread in process PID; prints the new tid")
     v.add_argument("pid", type=int, metavar="PID")
     v = verb("exec", "execve() COMM in process PID: new address space, other threads die")
@@ -112,14 +116,13 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     return p
 
 
-PS_COLUMNS = ("pid", "ppid", "uid", "threads", "oom_adj", "oom_score", "vm_kib", "rss_kib", "comm", "flags")
-PS_HEADER = "  PID  PPID   UID THR OOM_ADJ  OOM_SCORE      VSZ      RSS COMM"
-
-
 def format_ps(rows: list[dict[str, object]]) -> str:
-    out = [PS_HEADER]
+    """The table of ``fakeproc ps``; an OOM_SCORE_ADJ column when the era has one."""
+    modern = any(r.get("oom_score_adj") is not None for r in rows)
+    out = ["  PID  PPID   UID THR OOM_ADJ" + (" SCORE_ADJ" if modern else "") + "  OOM_SCORE      VSZ      RSS COMM"]
     for r in rows:
-        line = (f"{r['pid']:5d} {r['ppid']:5d} {r['uid']:5d} {r['threads']:3d} {r['oom_adj']:7d} "
+        adj = f" {r['oom_score_adj']:9d}" if modern else ""
+        line = (f"{r['pid']:5d} {r['ppid']:5d} {r['uid']:5d} {r['threads']:3d} {r['oom_adj']:7d}{adj} "
                 f"{r['oom_score']:10d} {r['vm_kib']:8d} {r['rss_kib']:8d} {r['comm']}")
         if r["flags"]:
             line += f" [{r['flags']}]"

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..kernel.eras import Era
 from ..machine import Caller, Machine, MachineError
-from ..machine.machine import GFP_KERNEL
 
 if TYPE_CHECKING:
     from .privilege import Privilege
@@ -54,7 +53,7 @@ class Request:
         m = self.machine
         t = m.tasks.get(self.tid)
         if t is not None:
-            return Caller(t.tgid, t.uid, t.comm, m.get_oom_adj(t))
+            return Caller(t.tgid, t.uid, t.comm, m.get_adj(t))
         return Caller(self.tid, self.uid, real_comm(self.state.real_proc, self.tid))
 
 
@@ -107,7 +106,15 @@ def _read_oom_adj(req: Request, tid: int) -> bytes:
 
 
 def _write_oom_adj(req: Request, tid: int, data: bytes) -> int:
-    return req.machine.write_oom_adj(tid, data, req.privileged)
+    return req.machine.write_oom_adj(tid, data, req)
+
+
+def _read_oom_score_adj(req: Request, tid: int) -> bytes:
+    return req.machine.read_oom_score_adj(tid)
+
+
+def _write_oom_score_adj(req: Request, tid: int, data: bytes) -> int:
+    return req.machine.write_oom_score_adj(tid, data, req)
 
 
 def _read_oom_score(req: Request, tid: int) -> bytes:
@@ -120,6 +127,8 @@ def _read_oom_score(req: Request, tid: int) -> bytes:
 PID_ENTRIES: tuple[Entry, ...] = (
     Entry("oom_adj", 0o644, _read_oom_adj, _write_oom_adj, lambda era: "oom_adj" in era.pid_files),
     Entry("oom_score", 0o444, _read_oom_score, None, lambda era: "oom_score" in era.pid_files),
+    Entry("oom_score_adj", 0o644, _read_oom_score_adj, _write_oom_score_adj,
+          lambda era: "oom_score_adj" in era.pid_files),
 )
 
 
@@ -127,13 +136,13 @@ PID_ENTRIES: tuple[Entry, ...] = (
 
 def _write_sysrq(req: Request, _tid: int, data: bytes) -> int:
     """drivers/char/sysrq.c write_sysrq_trigger(): the first byte is the key."""
+    m = req.machine
     if data[:1] == b"f":
         # SysRq-f: moom_callback() -> out_of_memory(GFP_KERNEL, order 0)
-        m = req.machine
-        m.printk("SysRq : Manual OOM execution")
-        m.out_of_memory(req.caller(), gfp_mask=GFP_KERNEL)
+        m.printk(f"{m.era.sysrq_prefix}Manual OOM execution")
+        m.out_of_memory(req.caller(), sysrq=True)
     elif data[:1] and data[:1] not in b"\n":
-        req.machine.printk(f"SysRq : HELP : fakeproc simulates only 'f' (manual OOM), not {data[:1]!r}")
+        m.printk(f"{m.era.sysrq_prefix}HELP : fakeproc simulates only 'f' (manual OOM), not {data[:1]!r}")
     return len(data)
 
 

@@ -4,7 +4,8 @@ Nothing here knows about FUSE or files; the filesystem and the front ends call
 :class:`~fakeproc.machine.machine.Machine` methods.
 """
 
-from .machine import Machine, MachineError
+from .errors import MachineError
+from .machine import Machine
 from .task import Caller, Mm, SignalStruct, Task
 
 __all__ = ["Caller", "Machine", "MachineError", "Mm", "SignalStruct", "Task"]

@@ -1,7 +1,8 @@
-"""The simulated machine: process table, clock, OOM-file semantics, OOM killer.
+"""The simulated machine: process table, lifecycle, memory, clock.
 
-Every rule that differs between kernels is read from ``self.era``
-(:class:`fakeproc.kernel.eras.Era`); the code here is the part the eras share.
+What the OOM files do lives in ``oomfiles.py`` and the killer in
+``killer.py``; :class:`Machine` combines the three.  Every rule that differs
+between kernels is read from ``self.era`` (:class:`fakeproc.kernel.eras.Era`).
 The machine is not thread-safe by itself: its owner (the daemon) serialises
 calls with one lock.
 """
@@ -9,37 +10,22 @@ calls with one lock.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from ..kernel.badness import OOM_DISABLE, LegacyInputs, legacy_badness
-from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
-from ..kernel.eras import AdjHome, Era, check_oom_adj_range
-from ..kernel.strtol import kernel_buffer
+from ..kernel.badness import OOM_DISABLE
+from ..kernel.eras import AdjHome, Era, score_adj_to_legacy
+from .errors import MachineError
+from .killer import KillerMixin
 from .klog import KernelLog
-from .task import PAGE_SIZE, Caller, Mm, SignalStruct, Task
-
-#: gfp masks printed in the report header (2.6.32 values).
-GFP_KERNEL = 0xD0  # SysRq-f: moom_callback() calls out_of_memory(..., GFP_KERNEL, 0)
-GFP_HIGHUSER_MOVABLE = 0x201DA  # a user page fault, what `fakeproc ctl oom` simulates
+from .oomfiles import OomFilesMixin
+from .task import PAGE_SIZE, Mm, SignalStruct, Task
 
 #: An exec'd program starts with this address space unless told otherwise.
 EXEC_DEFAULT_VM = 4 << 20
 EXEC_DEFAULT_RSS = 1 << 20
 
 
-class MachineError(Exception):
-    """A request the kernel would refuse: carries the errno to answer with."""
-
-    def __init__(self, err: int, message: str) -> None:
-        super().__init__(message)
-        self.errno = err
-
-
-def _as_signed_long(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-class Machine:
+class Machine(OomFilesMixin, KillerMixin):
     """A simulated Linux machine, as far as the OOM killer can see it."""
 
     def __init__(self, era: Era, ram: int = 4 << 30, swap: int = 0, hz: int = 250,
@@ -53,6 +39,7 @@ class Machine:
         self.processes: dict[int, Task] = {}  # thread-group leaders, in creation order
         self.next_pid = 1
         self.log = KernelLog()
+        self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
 
     # ----------------------------------------------------------------- lookup
 
@@ -72,20 +59,36 @@ class Machine:
     def printk(self, text: str) -> str:
         return self.log.printk(self.uptime, text)
 
-    # ------------------------------------------------------- where oom_adj is
+    @property
+    def totalpages(self) -> int:
+        """RAM pages + swap pages: what 6.x oom_badness() scales oom_score_adj by."""
+        return self.ram_pages + self.swap_pages
 
-    def get_oom_adj(self, t: Task) -> int:
+    # ------------------------------------------------------- where the value is
+
+    def get_adj(self, t: Task) -> int:
+        """The era's own value: oom_adj (-17..15), or oom_score_adj (-1000..1000) in 6.x."""
         home = self.era.adj_home
         if home is AdjHome.SIGNAL:
             return t.signal.oom_adj
+        if home is AdjHome.SIGNAL_SCORE_ADJ:
+            return t.signal.oom_score_adj
         if home is AdjHome.MM:
             return t.mm.oom_adj if t.mm is not None else OOM_DISABLE
         return t.oom_adj
 
-    def _set_oom_adj(self, t: Task, v: int) -> None:
+    def get_oom_adj(self, t: Task) -> int:
+        """What ``oom_adj`` reads: the value, or 6.x's lossy legacy view of oom_score_adj."""
+        if self.era.adj_home is AdjHome.SIGNAL_SCORE_ADJ:
+            return score_adj_to_legacy(t.signal.oom_score_adj)
+        return self.get_adj(t)
+
+    def _set_adj(self, t: Task, v: int) -> None:
         home = self.era.adj_home
         if home is AdjHome.SIGNAL:
             t.signal.oom_adj = v
+        elif home is AdjHome.SIGNAL_SCORE_ADJ:
+            t.signal.oom_score_adj = v
         elif home is AdjHome.MM:
             if t.mm is None:
                 raise MachineError(errno.EINVAL, f"{t.tid} has no mm")
@@ -93,10 +96,12 @@ class Machine:
         else:
             t.oom_adj = v
 
-    def store_oom_adj(self, t: Task, v: int) -> None:
+    def store_adj(self, t: Task, v: int, adj_min: int | None = None) -> None:
         """Set a process's value with no permission check (scenario loading)."""
         for th in t.signal.threads if self.era.adj_home is AdjHome.TASK else (t,):
-            self._set_oom_adj(th, v)
+            self._set_adj(th, v)
+        if adj_min is not None:
+            t.signal.oom_score_adj_min = adj_min
 
     # ------------------------------------------------------ process lifecycle
 
@@ -129,24 +134,28 @@ class Machine:
         return t
 
     def fork(self, ppid: int, *, uid: int | None = None, gid: int | None = None, comm: str | None = None,
-             vfork: bool = False, pid: int | None = None) -> Task:
-        """copy_process() for fork() or vfork() by the process ``ppid``.
+             vfork: bool = False, share_vm: bool = False, pid: int | None = None) -> Task:
+        """copy_process() for fork(), vfork() or clone(CLONE_VM) by the process ``ppid``.
 
         ``uid`` lets the child drop to another user straight away (fork then
         setuid(), as a daemon does); a root child that leaves uid 0 loses its
-        capabilities, as setuid() does.
+        capabilities, as setuid() does.  ``share_vm``: clone(CLONE_VM) without
+        CLONE_VFORK, a separate process on the same mm (flagged
+        MMF_MULTIPROCESS by 6.x's copy_oom_score_adj()).
         """
         parent_thread = self.task(ppid)
         parent = parent_thread.leader
-        if vfork and parent_thread.mm is None:
-            raise MachineError(errno.EINVAL, f"{ppid} is a kernel thread: it cannot vfork")
+        if (vfork or share_vm) and parent_thread.mm is None:
+            raise MachineError(errno.EINVAL, f"{ppid} is a kernel thread: it has no mm to share")
         pid = self._alloc_pid(pid)
         old = parent.signal
         sig = SignalStruct(old.oom_adj, old.oom_score_adj, old.oom_score_adj_min)
         if parent_thread.mm is None:
             mm = None
-        elif vfork:
-            mm = parent_thread.mm  # CLONE_VM | CLONE_VFORK: the very same mm
+        elif vfork or share_vm:
+            mm = parent_thread.mm  # CLONE_VM: the very same mm
+            if share_vm:
+                mm.multiprocess = True
         else:
             mm = parent_thread.mm.copy()  # carries mm->oom_adj along (2.6.31-rc)
         child = Task(pid, pid, comm or parent_thread.comm, parent_thread.uid, parent_thread.gid, sig, mm,
@@ -283,136 +292,6 @@ class Machine:
             t.utime += j
         return t
 
-    # ------------------------------------------------------------- the files
-
-    def read_oom_adj(self, tid: int) -> bytes:
-        """fs/proc/base.c oom_adjust_read(): ``"%d\\n"``."""
-        return b"%d\n" % self.get_oom_adj(self.task(tid))
-
-    def read_oom_score(self, tid: int, current_mems: frozenset[int] | None = None) -> bytes:
-        """fs/proc/base.c proc_oom_score(): badness() of the leader (2.6.32) or of the thread."""
-        t = self.task(tid)
-        who = t.leader if self.era.per_process else t
-        return b"%d\n" % self.badness(who, current_mems)
-
-    def write_oom_adj(self, tid: int, data: bytes, privileged: Callable[[], bool]) -> int:
-        """fs/proc/base.c oom_adjust_write(): parse, range, task, permission, store.
-
-        ``privileged`` answers capable(CAP_SYS_RESOURCE) for the writer; it is
-        only called when the kernel would call it (a lowering write).
-        """
-        buf, count = kernel_buffer(data)
-        parsed = check_oom_adj_range(self.era.parse_oom_adj(buf))
-        if parsed.value is None:
-            raise MachineError(parsed.error, "invalid oom_adj")
-        t = self.tasks.get(tid)
-        if t is None:
-            raise MachineError(errno.ESRCH, f"process {tid} is gone")
-        if parsed.value < self.get_oom_adj(t) and not privileged():
-            raise MachineError(errno.EACCES, "lowering oom_adj needs CAP_SYS_RESOURCE")
-        self._set_oom_adj(t, parsed.value)
-        if parsed.error:
-            raise MachineError(parsed.error, "nothing parsed (0 stored)")
-        return count if parsed.count is None else parsed.count
-
-    # ------------------------------------------------------------ the scores
-
-    def badness_inputs(self, p: Task, current_mems: frozenset[int] | None = None) -> LegacyInputs:
-        mm = p.mm
-        if self.era.per_process:
-            cpu = p.signal.dead_cputime + sum(th.utime + th.stime for th in p.signal.threads)
-        else:
-            cpu = p.utime + p.stime
-        return LegacyInputs(
-            oom_adj=self.get_oom_adj(p),
-            has_mm=mm is not None,
-            total_vm=mm.total_vm if mm is not None else 0,
-            oom_origin=p.oom_origin,
-            children_vm=tuple(c.mm.total_vm for c in p.children if c.mm is not None and c.mm is not mm),
-            cpu_jiffies=cpu,
-            uptime_s=int(self.uptime),
-            start_time_s=int(p.start_time),
-            nice=p.nice,
-            cap_admin_or_resource=p.has_cap(CAP_SYS_ADMIN) or p.has_cap(CAP_SYS_RESOURCE),
-            cap_rawio=p.has_cap(CAP_SYS_RAWIO),
-            mems_intersect=current_mems is None or bool(p.mems & current_mems),
-            hz=self.hz,
-        )
-
-    def badness(self, p: Task, current_mems: frozenset[int] | None = None) -> int:
-        return legacy_badness(self.badness_inputs(p, current_mems), adj_first=self.era.badness_adj_first)
-
-    # -------------------------------------------------------- the OOM killer
-
-    def _candidates(self) -> Iterator[Task]:
-        """for_each_process() (leaders) or do_each_thread() (every thread)."""
-        if self.era.per_process:
-            return self.iter_processes()
-        return iter([th for p in self.iter_processes() for th in list(p.signal.threads)])
-
-    def select_bad_process(self, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
-        """mm/oom_kill.c select_bad_process(): the first eligible, then strictly greater."""
-        chosen: Task | None = None
-        best = 0
-        for p in self._candidates():
-            if p.mm is None or p.tgid == 1:  # kernel threads, exited mm; the init task
-                continue
-            if self.get_oom_adj(p) == OOM_DISABLE:
-                continue
-            points = self.badness(p, current_mems)
-            if chosen is None or points > best or (self.era.ties_replace and points == best):
-                chosen, best = p, points
-        return None if chosen is None else (chosen, best)
-
-    def _oom_kill_task(self, p: Task, killed: list[Task]) -> bool:
-        """oom_kill_task(): False (the kernel's 1) when ``p`` may not be killed."""
-        if p.mm is None or self.get_oom_adj(p) == OOM_DISABLE:
-            return False
-        self.printk(f"Killed process {p.tgid} ({p.comm})")
-        mm = p.mm
-        killed.extend(self._exit_group(p.leader))
-        if self.era.kill_mm_sharers:
-            for q in list(self.processes.values()):
-                if q.mm is mm:
-                    killed.extend(self._exit_group(q))
-        return True
-
-    def out_of_memory(self, current: Caller, gfp_mask: int = GFP_HIGHUSER_MOVABLE, order: int = 0,
-                      current_mems: frozenset[int] | None = None,
-                      message: str = "Out of memory") -> list[Task]:
-        """__out_of_memory(): select, report, kill (a child first); return who died.
-
-        When the kernel would retry forever (a chosen task it then refuses to
-        kill, selected again), fakeproc stops after the second identical choice
-        and logs the livelock instead of hanging.
-        """
-        killed: list[Task] = []
-        refused: set[int] = set()
-        while True:
-            sel = self.select_bad_process(current_mems)
-            if sel is None:
-                self.printk("Kernel panic - not syncing: Out of memory and no killable processes...")
-                self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
-                return killed
-            p, points = sel
-            self.printk(f"{current.comm} invoked oom-killer: gfp_mask=0x{gfp_mask:x}, order={order}, "
-                        f"{self.era.header_adj_word}={current.oom_adj}")
-            self.printk(f"{message}: kill process {p.tgid} ({p.comm}) score {_as_signed_long(points)} "
-                        "or a child")
-            if self.era.child_first:
-                for c in list(p.children):
-                    if c.mm is p.mm:
-                        continue
-                    if self._oom_kill_task(c, killed):
-                        return killed
-            if self._oom_kill_task(p, killed):
-                return killed
-            if p.tid in refused:
-                self.printk(f"fakeproc: livelock: the kernel would select {p.tid} ({p.comm}) and refuse to "
-                            "kill it forever; stopping the simulated retry loop")
-                return killed
-            refused.add(p.tid)
-
     # ---------------------------------------------------------------- report
 
     def describe(self, p: Task) -> dict[str, object]:
@@ -423,6 +302,8 @@ class Machine:
             flags.append("kthread")
         if p.vfork_parent is not None:
             flags.append(f"vfork-child-of-{p.vfork_parent.tgid}")
+        elif mm is not None and mm.multiprocess:
+            flags.append("clone-vm")
         if p.oom_origin:
             flags.append("swapoff")
         return {
@@ -431,6 +312,7 @@ class Machine:
             "uid": p.uid,
             "threads": len(p.signal.threads),
             "oom_adj": self.get_oom_adj(p),
+            "oom_score_adj": p.signal.oom_score_adj if self.era.has_score_adj else None,
             "oom_score": int(self.read_oom_score(p.tid)),
             "vm_kib": mm.total_vm * PAGE_SIZE // 1024 if mm else 0,
             "rss_kib": mm.rss * PAGE_SIZE // 1024 if mm else 0,

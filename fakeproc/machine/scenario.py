@@ -13,15 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from ..kernel.caps import CAP_ALL, parse_caps
-from ..kernel.eras import Era, oom_adj_in_range
+from ..kernel.eras import (
+    Era,
+    legacy_to_score_adj,
+    oom_adj_in_range,
+    oom_score_adj_in_range,
+    score_adj_to_legacy,
+)
 from ..units import parse_duration, parse_size
-from .machine import Machine, MachineError
-from .task import PAGE_SIZE, Mm
+from .errors import MachineError
+from .machine import Machine
+from .task import PAGE_SIZE, Mm, Task
 
 MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "description"}
 PROCESS_KEYS = {
     "pid", "parent", "comm", "uid", "gid", "nice", "caps", "vm", "rss", "file_rss", "shmem_rss", "swap",
-    "pgtables", "cpu", "sys_cpu", "start", "threads", "oom_adj", "kthread", "vfork", "swapoff", "mems",
+    "pgtables", "cpu", "sys_cpu", "start", "threads", "oom_adj", "oom_score_adj", "oom_score_adj_min", "kthread",
+    "vfork", "clone_vm", "swapoff", "mems",
 }
 
 
@@ -110,10 +118,11 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     uid = int(spec.get("uid", 0))
     gid = int(spec.get("gid", uid))
     kthread = bool(spec.get("kthread", False))
-    if spec.get("vfork"):
+    if spec.get("vfork") or spec.get("clone_vm"):
         if not ppid:
-            raise ScenarioError("a vfork child needs a parent")
-        t = m.fork(ppid, vfork=True, pid=pid, comm=comm, uid=uid, gid=gid)
+            raise ScenarioError("a vfork or clone_vm child needs a parent")
+        t = m.fork(ppid, vfork=bool(spec.get("vfork")), share_vm=bool(spec.get("clone_vm")), pid=pid, comm=comm,
+                   uid=uid, gid=gid)
     else:
         mm = None
         if not kthread:
@@ -122,10 +131,10 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
                     rss_file=_pages(spec, "file_rss", where), rss_shmem=_pages(spec, "shmem_rss", where),
                     swap=_pages(spec, "swap", where), pgtables=_pages(spec, "pgtables", where) * PAGE_SIZE)
         t = m.spawn(comm, pid=pid, parent=m.processes.get(ppid), uid=uid, gid=gid, mm=mm, kthread=kthread)
-    t.nice = int(spec.get("nice", t.nice if spec.get("vfork") else 0))
+    t.nice = int(spec.get("nice", t.nice if t.mm is not None and t.mm.users > 1 else 0))
     t.caps = _caps(spec.get("caps"), uid, where)
-    t.utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
-    t.stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
+    utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
+    stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
     start = parse_duration(spec.get("start", 0))
     if start > m.uptime:
         raise ScenarioError(f"start ({start}s) is after the machine's uptime ({m.uptime}s)")
@@ -133,12 +142,39 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     t.oom_origin = bool(spec.get("swapoff", False))
     if "mems" in spec:
         t.mems = frozenset(int(n) for n in spec["mems"])
-    if "oom_adj" in spec:
-        if not oom_adj_in_range(int(spec["oom_adj"])):
-            raise ScenarioError("oom_adj must be -17 or -16..15")
-        m.store_oom_adj(t, int(spec["oom_adj"]))
+    _set_values(m, t, spec)
     threads = spec.get("threads", 1)
     tids = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
     for tid in tids:
         th = m.clone_thread(pid, tid=tid)
         th.start_time = start
+    # the process's CPU time, spread evenly over its threads (the leader takes the remainder)
+    threads_now = t.signal.threads
+    for i, th in enumerate(threads_now):
+        share_u, share_s = utime // len(threads_now), stime // len(threads_now)
+        th.utime = share_u + (utime % len(threads_now) if i == 0 else 0)
+        th.stime = share_s + (stime % len(threads_now) if i == 0 else 0)
+
+
+def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
+    """oom_adj and/or oom_score_adj, each converted as the era's legacy mapping does."""
+    adj, score_adj = spec.get("oom_adj"), spec.get("oom_score_adj")
+    if adj is not None and not oom_adj_in_range(int(adj)):
+        raise ScenarioError("oom_adj must be -17 or -16..15")
+    if score_adj is not None and not oom_score_adj_in_range(int(score_adj)):
+        raise ScenarioError("oom_score_adj must be -1000..1000")
+    adj_min = spec.get("oom_score_adj_min")
+    if adj_min is not None and not oom_score_adj_in_range(int(adj_min)):
+        raise ScenarioError("oom_score_adj_min must be -1000..1000")
+    if m.era.has_score_adj:
+        if score_adj is None and adj is not None:
+            score_adj = legacy_to_score_adj(int(adj))
+        if score_adj is not None:
+            m.store_adj(t, int(score_adj), None if adj_min is None else int(adj_min))
+        elif adj_min is not None:
+            t.signal.oom_score_adj_min = int(adj_min)
+    else:
+        if adj is None and score_adj is not None:
+            adj = score_adj_to_legacy(int(score_adj))  # as probe.py does for kernels before oom_score_adj
+        if adj is not None:
+            m.store_adj(t, int(adj))

@@ -17,7 +17,8 @@ PAGE_SIZE = 4096
 class Mm:
     """mm_struct: an address space, shared by threads and by a vfork child."""
 
-    __slots__ = ("total_vm", "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables", "oom_adj", "users")
+    __slots__ = ("total_vm", "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables", "oom_adj", "users",
+                 "multiprocess")
 
     def __init__(self, total_vm: int = 0, rss_anon: int = 0, rss_file: int = 0, rss_shmem: int = 0,
                  swap: int = 0, pgtables: int = 0, oom_adj: int = 0) -> None:
@@ -29,6 +30,7 @@ class Mm:
         self.pgtables = pgtables  # bytes
         self.oom_adj = oom_adj  # 2.6.31-rc keeps oom_adj here
         self.users = 0  # tasks using it (mm_users)
+        self.multiprocess = False  # MMF_MULTIPROCESS: shared by clone(CLONE_VM) without CLONE_VFORK
 
     def copy(self) -> Mm:
         """dup_mm() at fork: the child's address space starts as a copy."""
@@ -87,6 +89,11 @@ class Task:
     @property
     def is_leader(self) -> bool:
         return self.tid == self.tgid
+
+    @property
+    def in_vfork(self) -> bool:
+        """include/linux/sched/mm.h in_vfork(): a vfork child still sharing its parent's mm."""
+        return self.vfork_parent is not None and self.vfork_parent.mm is self.mm
 
     @property
     def leader(self) -> Task:

@@ -1,0 +1,198 @@
+"""The OOM killer: select_bad_process() and oom_kill_process() of mm/oom_kill.c, era by era.
+
+The era decides the candidates (threads or processes), who is skipped, how
+ties go, whether a child dies first, when a chosen task is refused, who dies
+along with the victim, and the log lines.  Where the real kernel would retry
+forever (2.6.31's livelock), the simulation stops at the first repeated
+choice and logs what the kernel would have done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..kernel.badness import OOM_DISABLE, LegacyInputs
+from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
+from ..kernel.eras import Refusal, Sharers
+from .task import PAGE_SIZE, Caller, Task
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+LONG_MAX = (1 << 63) - 1
+
+
+def _as_signed_long(v: int) -> int:
+    """``%li`` of an unsigned long: ULONG_MAX prints as -1."""
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class OomResult(NamedTuple):
+    """What one call of the OOM killer did."""
+
+    killed: list[Task]  # every thread that died
+    victim: Task | None  # the task the report names as killed
+    livelock: bool  # the kernel would have looped forever
+    nothing_killable: bool
+
+
+class KillerMixin:
+    # ------------------------------------------------------------- badness()
+
+    def badness_inputs(self: Machine, p: Task, current_mems: frozenset[int] | None = None) -> LegacyInputs:
+        """Gather what legacy badness() reads: the thread group's cpu time in 2.6.32, the thread's before."""
+        mm = p.mm
+        if self.era.per_process:
+            cpu = p.signal.dead_cputime + sum(th.utime + th.stime for th in p.signal.threads)
+        else:
+            cpu = p.utime + p.stime
+        children = p.children if p.is_leader else []
+        return LegacyInputs(
+            oom_adj=self.get_adj(p),
+            has_mm=mm is not None,
+            total_vm=mm.total_vm if mm is not None else 0,
+            oom_origin=p.oom_origin,
+            children_vm=tuple(c.mm.total_vm for c in children if c.mm is not None and c.mm is not mm),
+            cpu_jiffies=cpu,
+            uptime_s=int(self.uptime),
+            start_time_s=int(p.start_time),
+            nice=p.nice,
+            cap_admin_or_resource=p.has_cap(CAP_SYS_ADMIN) or p.has_cap(CAP_SYS_RESOURCE),
+            cap_rawio=p.has_cap(CAP_SYS_RAWIO),
+            mems_intersect=current_mems is None or bool(p.mems & current_mems),
+            hz=self.hz,
+        )
+
+    # ---------------------------------------------------------------- choice
+
+    def _candidates(self: Machine) -> Iterator[Task]:
+        """for_each_process() (leaders) or do_each_thread() (every thread), in creation order."""
+        if self.era.per_process:
+            return self.iter_processes()
+        return iter([th for p in self.iter_processes() for th in list(p.signal.threads)])
+
+    def select_bad_process(self: Machine, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
+        era = self.era
+        chosen: Task | None = None
+        best: int | None = None
+        for p in self._candidates():
+            if era.scoring == "modern":  # oom_evaluate_task()
+                if p.tgid == 1 or p.kthread:
+                    continue
+                if current_mems is not None and not p.mems & current_mems:
+                    continue  # oom_cpuset_eligible()
+                if p.oom_origin and p.mm is not None:
+                    points = LONG_MAX
+                else:
+                    b = self.modern_badness(p)
+                    if b is None or (best is not None and b < best):
+                        continue
+                    points = b
+                if best is None or points >= best:
+                    chosen, best = p, points
+                continue
+            if p.mm is None or p.tgid == 1:  # kernel threads, released mm; the init task
+                continue
+            if era.skip_disabled and self.get_adj(p) == OOM_DISABLE:
+                continue
+            points = self.badness(p, current_mems)
+            if points > (best or 0) or (era.first_eligible and chosen is None) or (
+                    era.ties_replace and chosen is not None and points == best):
+                chosen, best = p, points
+        return None if chosen is None else (chosen, best or 0)
+
+    # ------------------------------------------------------------------ kill
+
+    def _refuses(self: Machine, p: Task) -> bool:
+        """oom_kill_task() returning 1: the chosen task may not be killed."""
+        rule = self.era.refusal
+        if p.mm is None:
+            return True
+        if rule is Refusal.MM_DISABLED:
+            return p.mm.oom_adj == OOM_DISABLE
+        if rule is Refusal.ANY_SHARER_DISABLED:
+            return any(q.mm is p.mm and q.oom_adj == OOM_DISABLE for q in self.tasks.values())
+        if rule is Refusal.PROCESS_DISABLED:
+            return p.signal.oom_adj == OOM_DISABLE
+        return False
+
+    def _kill(self: Machine, p: Task, killed: list[Task]) -> None:
+        """SIGKILL to p's thread group, then (per era) to the others sharing its mm."""
+        mm = p.mm
+        victim_group = p.leader
+        killed.extend(self._exit_group(victim_group))
+        if self.era.sharers is Sharers.NONE or mm is None:
+            return
+        for q in list(self.iter_processes()):
+            if not any(th.mm is mm for th in q.signal.threads):
+                continue
+            if self.era.sharers is Sharers.USER:
+                if q.tgid == 1:
+                    self.printk(f"oom killer {p.tgid} ({p.comm}) has mm pinned by {q.tgid} ({q.comm})")
+                    continue
+                if q.kthread:
+                    continue
+            killed.extend(self._exit_group(q))
+
+    def _header(self: Machine, current: Caller, gfp: str) -> None:
+        self.printk(f"{current.comm} invoked oom-killer: gfp_mask={gfp}, order=0, "
+                    f"{self.era.header_adj_word}={current.oom_adj}")
+
+    def out_of_memory(self: Machine, current: Caller, sysrq: bool = False,
+                      current_mems: frozenset[int] | None = None) -> OomResult:
+        """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run."""
+        era = self.era
+        gfp = era.gfp_sysrq if sysrq else era.gfp_fault
+        message = "Out of memory"
+        killed: list[Task] = []
+        if era.log_style == "modern":
+            sel = self.select_bad_process(current_mems)
+            if sel is None:
+                self._header(current, gfp)
+                self.printk("Out of memory and no killable processes...")
+                if not sysrq:
+                    self.printk("Kernel panic - not syncing: System is deadlocked on memory")
+                    self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
+                return OomResult(killed, None, False, True)
+            p, _ = sel
+            self._header(current, gfp)
+            mm = p.mm
+            k = PAGE_SIZE // 1024
+            self.printk(f"{message}: Killed process {p.tgid} ({p.comm}) total-vm:{mm.total_vm * k}kB, "
+                        f"anon-rss:{mm.rss_anon * k}kB, file-rss:{mm.rss_file * k}kB, "
+                        f"shmem-rss:{mm.rss_shmem * k}kB, UID:{p.uid} pgtables:{mm.pgtables // 1024}kB "
+                        f"oom_score_adj:{p.signal.oom_score_adj}")
+            self._kill(p, killed)
+            return OomResult(killed, p, False, False)
+
+        refused: set[int] = set()
+        while True:  # __out_of_memory(): retry while oom_kill_process() refuses
+            sel = self.select_bad_process(current_mems)
+            if sel is None:
+                self.printk("Kernel panic - not syncing: Out of memory and no killable processes...")
+                self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
+                return OomResult(killed, None, False, True)
+            p, points = sel
+            if p.tid in refused:
+                self.printk(f"fakeproc: livelock: select_bad_process() chose {p.tid} ({p.comm}) again and "
+                            f"oom_kill_task() refused it again ({era.refusal.value}); the real kernel "
+                            "retries forever here and the machine hangs")
+                return OomResult(killed, None, True, False)
+            self._header(current, gfp)
+            self.printk(f"{message}: kill process {p.tid} ({p.comm}) score {_as_signed_long(points)} "
+                        "or a child")
+            victim = None
+            if era.child_first:
+                for c in list(p.children if p.is_leader else []):
+                    if c.mm is p.mm or self._refuses(c):
+                        continue
+                    victim = c
+                    break
+            if victim is None and not self._refuses(p):
+                victim = p
+            if victim is not None:
+                self.printk(f"Killed process {victim.tid} ({victim.comm})")
+                self._kill(victim, killed)
+                return OomResult(killed, victim, False, False)
+            refused.add(p.tid)
