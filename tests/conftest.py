@@ -118,4 +118,5 @@ def mnt(mount_factory) -> Mount:
 
 def sh(cmd: str, shell: str = "sh", **kw) -> subprocess.CompletedProcess:
     """Run a shell command line (dash by default; bash prints errno messages for write errors)."""
-    return subprocess.run([shell, "-c", cmd], capture_output=True, text=True, timeout=60, **kw)
+    kw.setdefault("timeout", 60)
+    return subprocess.run([shell, "-c", cmd], capture_output=True, text=True, **kw)

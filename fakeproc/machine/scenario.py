@@ -115,7 +115,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     ppid = int(spec.get("parent", 0))
     if ppid and ppid not in m.processes:
         raise ScenarioError(f"parent {ppid} must be listed before its child")
-    uid = int(spec.get("uid", 0))
+    parent = m.processes.get(ppid)
+    uid = int(spec.get("uid", parent.uid if parent is not None else 0))  # as after fork()
     gid = int(spec.get("gid", uid))
     kthread = bool(spec.get("kthread", False))
     if spec.get("vfork") or spec.get("clone_vm"):
