@@ -64,6 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
     c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...")
 
+    r = sub.add_parser(
+        "run", help="run a real command with /proc served by the OOM model (needs root)",
+        description="Run CMD in a private mount namespace whose /proc is a fakeproc mount: the OOM files of every "
+                    "real process (oom_adj, oom_score, oom_score_adj as the era has them) come from the model, "
+                    "everything else passes through to the host's /proc. Processes enter the model when first "
+                    "named, inheriting their parent's value as the era says for fork, vfork, threads and exec. "
+                    "Exits with CMD's status; SIGINT, SIGTERM and SIGHUP are forwarded to CMD; no mount and no "
+                    "process survives the run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="inside: echo f > /proc/sysrq-trigger runs the model's OOM killer; /proc/fakeproc/control takes "
+               "the ctl verbs and /proc/fakeproc/dmesg is the model's kernel log. From outside: "
+               "fakeproc ctl -m MOUNTPOINT ... ($FAKEPROC_MOUNT inside the command).")
+    r.add_argument("--kernel", choices=ERA_NAMES, default=DEFAULT_ERA, metavar="ERA",
+                   help=f"kernel era: {', '.join(ERA_NAMES)} (default {DEFAULT_ERA})")
+    r.add_argument("--privilege", choices=("owner", "caps"), default="owner",
+                   help="who may lower a value: 'owner' (root; default) or 'caps' (each caller's real "
+                        "CAP_SYS_RESOURCE)")
+    r.add_argument("--kill", action="store_true",
+                   help="the model's OOM victims really receive SIGKILL (default: the model kills them in its "
+                        "log and model only; the real processes go on)")
+    r.add_argument("--mountpoint", metavar="DIR",
+                   help="where the fake is mounted outside the namespace (default: a new temporary directory)")
+    r.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log what the mirror and the supervisor do (-vv: every FUSE request)")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]")
+
     ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
     ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -204,6 +230,26 @@ def cmd_ctl(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    import logging
+
+    from .run.session import RunError, RunSession, check_prerequisites
+
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        return _die("run: no command given (fakeproc run [OPTIONS] [--] CMD [ARGS...])", 2)
+    level = logging.WARNING if not a.verbose else logging.INFO if a.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="fakeproc run: %(message)s", stream=sys.stderr)
+    if a.verbose < 2:
+        logging.getLogger("fuse").setLevel(logging.CRITICAL)
+        logging.getLogger("fakeproc.fs").setLevel(max(level, logging.INFO))
+    try:
+        check_prerequisites()
+        return RunSession(cmd, a.kernel, a.privilege, a.kill, a.mountpoint).run()
+    except RunError as e:
+        return _die(f"run: {e}")
+
+
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
         sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
@@ -221,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
         return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
-                "ps": cmd_ps}[a.command](a)
+                "ps": cmd_ps, "run": cmd_run}[a.command](a)
     except KeyboardInterrupt:
         return 130
     except OSError as e:

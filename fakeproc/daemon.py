@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from .control import Control
-from .fs.entries import FsState
+from .fs.entries import FsState, Reality
 from .fs.fuseops import FakeProcFS, fuse_options
 from .fs.privilege import Privilege
 from .machine import Machine
@@ -30,20 +30,20 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege) -> None:
+    def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.machine = machine
         self.privilege = privilege
         self.lock = threading.Lock()
         self.started = time.time()
         self.control = Control(machine, self.info)
-        self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control)
+        self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control, reality=reality)
         self.ops = FakeProcFS(self.state, self.lock)  # after logging is configured: it reads the level
 
     def info(self) -> dict[str, Any]:
         return {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint, "privilege": self.privilege.name}
 
-    def _run_fuse(self) -> None:
+    def run_fuse(self) -> None:
         from fuse import FUSE
 
         FUSE(self.ops, self.mountpoint, **fuse_options())
@@ -55,7 +55,7 @@ class Daemon:
 
                 async def fuse_thread() -> None:
                     try:
-                        await trio.to_thread.run_sync(self._run_fuse)
+                        await trio.to_thread.run_sync(self.run_fuse)
                     except BaseException as e:  # noqa: BLE001 - reported after the nursery
                         failure.append(e)
                     finally:

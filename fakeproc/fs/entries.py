@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernel.eras import Era
 from ..machine import Caller, Machine, MachineError
@@ -65,13 +65,32 @@ def real_comm(proc: str, tid: int) -> str:
         return "?"
 
 
+class Reality(Protocol):
+    """Run mode: the host's real processes behind the model (``fakeproc.run.mirror.Mirror``).
+
+    With a reality, every path the model does not serve passes through to
+    the real ``/proc``, and pids name real processes, entered into the model
+    by ``lookup`` when they are first named.
+    """
+
+    real_proc: str
+
+    def lookup(self, tid: int) -> Any: ...  # the model's Task, or None
+
+    def before_access(self, tid: int, writing: bool) -> None: ...
+
+    def self_link(self, tid: int, thread: bool) -> str: ...
+
+
 class FsState:
     """What every handler may need: the machine, the privilege policy, the control surface."""
 
-    __slots__ = ("machine", "privilege", "owner_uid", "owner_gid", "control", "real_proc", "last_reply")
+    __slots__ = ("machine", "privilege", "owner_uid", "owner_gid", "control", "real_proc", "last_reply",
+                 "reality")
 
     def __init__(self, machine: Machine, privilege: Privilege, owner_uid: int, owner_gid: int,
-                 control: Callable[[Request, str], tuple[bytes, int]] | None = None, real_proc: str = "/proc") -> None:
+                 control: Callable[[Request, str], tuple[bytes, int]] | None = None, real_proc: str = "/proc",
+                 reality: Reality | None = None) -> None:
         self.machine = machine
         self.privilege = privilege
         self.owner_uid = owner_uid
@@ -79,6 +98,7 @@ class FsState:
         self.control = control
         self.real_proc = real_proc
         self.last_reply = b""
+        self.reality = reality
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +204,10 @@ ROOT_ENTRIES: tuple[tuple[str, Entry], ...] = (
     ("fakeproc", Entry("dmesg", 0o444, _read_dmesg, None)),
 )
 ROOT_DIRS = ("fakeproc",)
+
+
+#: Every per-pid name the model may own: the real file of that name is never passed through.
+MODEL_PID_NAMES = frozenset(e.name for e in PID_ENTRIES)
 
 
 def pid_entries(era: Era) -> dict[str, Entry]:

@@ -19,34 +19,48 @@ from typing import Any
 from fuse import FuseOSError, fuse_get_context
 
 from ..machine import MachineError, Task
-from .entries import ROOT_DIRS, ROOT_ENTRIES, Entry, FsState, Request, pid_entries
+from .entries import MODEL_PID_NAMES, ROOT_DIRS, ROOT_ENTRIES, Entry, FsState, Request, pid_entries
 
 log = logging.getLogger(__name__)
 
 DIR_MODE = stat.S_IFDIR | 0o555
 
+#: Run mode: files of /proc/PID that procfs guards with ptrace_may_access() (or a 0400/0500 mode the
+#: daemon, being root, would not feel).  A caller who is neither root nor the process's owner gets EACCES.
+PTRACE_GUARDED = frozenset({
+    "auxv", "cwd", "environ", "exe", "fd", "fdinfo", "io", "map_files", "maps", "mem", "numa_maps",
+    "pagemap", "personality", "root", "smaps", "smaps_rollup", "stack", "syscall", "timers", "timerslack_ns",
+})
+#: What opening a real file passes on: the access mode and the flags that change reads and writes.
+OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECTORY | os.O_NOFOLLOW
+
 
 class Node:
-    """What a path names.  ``kind``: root, dir (fakeproc/), pid, task, tid, file, rootfile."""
+    """What a path names.  ``kind``: root, dir (fakeproc/), pid, task, tid, file, rootfile;
+    in run mode also ``real`` (passed through to ``real``, the host's path) and ``link``
+    (``self``/``thread-self``, resolved for each caller)."""
 
-    __slots__ = ("kind", "task", "entry")
+    __slots__ = ("kind", "task", "entry", "real")
 
-    def __init__(self, kind: str, task: Task | None = None, entry: Entry | None = None) -> None:
+    def __init__(self, kind: str, task: Task | None = None, entry: Entry | None = None,
+                 real: str | None = None) -> None:
         self.kind = kind
         self.task = task
         self.entry = entry
+        self.real = real
 
 
 class Handle:
     """An open file: the node it was opened on and, for the control file, the reply."""
 
-    __slots__ = ("node", "tid", "reply", "reply_base")
+    __slots__ = ("node", "tid", "reply", "reply_base", "fd")
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, fd: int = -1) -> None:
         self.node = node
         self.tid = node.task.tid if node.task is not None else 0
         self.reply: bytes | None = None
         self.reply_base = 0  # file position at which the reply starts
+        self.fd = fd  # run mode: the real file, for a passed-through open
 
 
 class FakeProcFS:
@@ -82,6 +96,10 @@ class FakeProcFS:
                 raise
             except MachineError as e:
                 raise FuseOSError(e.errno) from None
+            except OSError as e:  # run mode: the real /proc's own answer, passed on
+                if e.errno is None:
+                    raise
+                raise FuseOSError(e.errno) from None
             except Exception:
                 log.exception("bug in fakeproc while serving %s%r; answering EIO", op, args[:1])
                 raise FuseOSError(errno.EIO) from None
@@ -98,6 +116,8 @@ class FakeProcFS:
         if not parts:
             return Node("root")
         head = parts[0]
+        if self.state.reality is not None:
+            return self._resolve_real(path, parts)
         if head.isdigit() and head[0] != "0":
             task = m.tasks.get(int(head))
             if task is None:
@@ -131,10 +151,52 @@ class FakeProcFS:
             return Node("file", task, entries[rest[0]])
         raise FuseOSError(errno.ENOENT)
 
+    def _resolve_real(self, path: str, parts: list[str]) -> Node:
+        """Run mode: the model's files where it has them, the host's /proc everywhere else."""
+        reality = self.state.reality
+        head, rest = parts[0], parts[1:]
+        real = reality.real_proc + path
+        if head.isdigit() and head[0] != "0":
+            name = rest[-1] if rest else ""
+            if (len(rest) == 1 or (len(rest) == 3 and rest[0] == "task")) and name in MODEL_PID_NAMES:
+                entry = pid_entries(self.state.machine.era).get(name)
+                if entry is None or (len(rest) == 3 and not rest[1].isdigit()):
+                    raise FuseOSError(errno.ENOENT)  # not a file of this era
+                owner = reality.lookup(int(head))
+                task = owner if len(rest) == 1 else reality.lookup(int(rest[1]))
+                if owner is None or task is None or task.tgid != owner.tgid:
+                    raise FuseOSError(errno.ENOENT)  # no such live process or thread (or the model killed it)
+                return Node("file", task, entry)
+            return Node("real", real=real)
+        if len(parts) == 1 and head in ROOT_DIRS:
+            return Node("dir", entry=Entry(head, 0o555))
+        entry = self.root_files.get(("/".join(parts[:-1]), parts[-1]))
+        if entry is not None:
+            return Node("rootfile", entry=entry)
+        if len(parts) == 1 and head in ("self", "thread-self"):
+            return Node("link", entry=Entry(head, 0o777))
+        return Node("real", real=real)
+
+    def _guard(self, node: Node, path: str) -> None:
+        """procfs's ptrace_may_access() for the files that need it (the daemon itself is root)."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or not parts[0].isdigit():
+            return
+        name = parts[3] if len(parts) > 3 and parts[1] == "task" else parts[1]
+        if name not in PTRACE_GUARDED:
+            return
+        uid, _gid, _tid = fuse_get_context()
+        if uid != 0 and uid != os.stat(f"{self.state.reality.real_proc}/{parts[0]}").st_uid:
+            raise FuseOSError(errno.EACCES)
+
     # ------------------------------------------------------------- metadata
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         node = self.resolve(path)
+        if node.kind == "real":
+            st = os.lstat(node.real)
+            return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")} | {
+                "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
         t = self.mtime_ns
         st: dict[str, Any] = {"st_atime": t, "st_mtime": t, "st_ctime": t, "st_size": 0}
         if node.task is not None:
@@ -144,6 +206,10 @@ class FakeProcFS:
         if node.kind in ("file", "rootfile"):
             st["st_mode"] = stat.S_IFREG | node.entry.mode
             st["st_nlink"] = 1
+        elif node.kind == "link":
+            st["st_mode"] = stat.S_IFLNK | 0o777
+            st["st_nlink"] = 1
+            st["st_uid"] = st["st_gid"] = 0
         else:
             st["st_mode"] = DIR_MODE
             st["st_nlink"] = 2
@@ -153,6 +219,12 @@ class FakeProcFS:
         node = self.resolve(path)
         m = self.state.machine
         names = [".", ".."]
+        if node.kind == "real":
+            return names + self._real_listing(path, node.real)
+        if node.kind == "root" and self.state.reality is not None:
+            real = [n for n in os.listdir(self.state.reality.real_proc) if n not in ROOT_DIRS]
+            return names + real + [d for d in ROOT_DIRS] + [
+                e.name for d, e in ROOT_ENTRIES if d == "" and e.name not in real]
         if node.kind == "root":
             names += [d for d in ROOT_DIRS] + [e.name for d, e in ROOT_ENTRIES if d == ""]
             names += [str(pid) for pid in m.processes]
@@ -168,6 +240,24 @@ class FakeProcFS:
             raise FuseOSError(errno.ENOTDIR)
         return names
 
+    def _real_listing(self, path: str, real: str) -> list[str]:
+        """A real directory; a pid's or a thread's shows the era's OOM files, not the host's."""
+        names = os.listdir(real)
+        parts = [p for p in path.split("/") if p]
+        if parts[0].isdigit() and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "task")):
+            names = [n for n in names if n not in MODEL_PID_NAMES] + list(pid_entries(self.state.machine.era))
+        return names
+
+    def readlink(self, path: str) -> str:
+        node = self.resolve(path)
+        if node.kind == "link":
+            _uid, _gid, tid = fuse_get_context()
+            return self.state.reality.self_link(tid, node.entry.name == "thread-self")
+        if node.kind != "real":
+            raise FuseOSError(errno.EINVAL)
+        self._guard(node, path)
+        return os.readlink(node.real)
+
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
 
@@ -175,6 +265,12 @@ class FakeProcFS:
 
     def open(self, path: str, flags: int) -> int:
         node = self.resolve(path)
+        if node.kind == "real":
+            self._guard(node, path)
+            fd = os.open(node.real, flags & OPEN_FLAGS)
+            fh = next(self._fh)
+            self.handles[fh] = Handle(node, fd)
+            return fh
         if node.entry is None or node.kind not in ("file", "rootfile"):
             raise FuseOSError(errno.EISDIR)
         fh = next(self._fh)
@@ -189,9 +285,13 @@ class FakeProcFS:
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         h = self._handle(path, fh)
+        if h.fd >= 0:
+            return os.pread(h.fd, size, offset)
         entry = h.node.entry
         if entry.read is None:
             raise FuseOSError(errno.EINVAL)
+        if h.node.kind == "file" and self.state.reality is not None:
+            self.state.reality.before_access(h.tid, writing=False)
         data = entry.read(self._request(h, offset), h.tid)
         if entry.positioned:
             return data[:size]
@@ -199,20 +299,28 @@ class FakeProcFS:
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         h = self._handle(path, fh)
+        if h.fd >= 0:
+            return os.pwrite(h.fd, data, offset)
         entry = h.node.entry
         if entry.write is None:
             raise FuseOSError(errno.EINVAL)
+        if h.node.kind == "file" and self.state.reality is not None:
+            self.state.reality.before_access(h.tid, writing=True)
         return entry.write(self._request(h, offset), h.tid, bytes(data))
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         # O_TRUNC on open arrives here; procfs's setattr ignores the size.
         node = self.resolve(path)
+        if node.kind == "real":
+            return 0  # procfs files have no size to set; O_TRUNC is harmless there
         if node.kind not in ("file", "rootfile"):
             raise FuseOSError(errno.EISDIR)
         return 0
 
     def release(self, path: str, fh: int) -> int:
-        self.handles.pop(fh, None)
+        h = self.handles.pop(fh, None)
+        if h is not None and h.fd >= 0:
+            os.close(h.fd)
         return 0
 
     def utimens(self, path: str, times: Any = None) -> int:

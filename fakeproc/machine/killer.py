@@ -10,7 +10,7 @@ choice and logs what the kernel would have done.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..kernel.badness import OOM_DISABLE, LegacyInputs
 from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
@@ -35,6 +35,11 @@ class OomResult(NamedTuple):
     victim: Task | None  # the task the report names as killed
     livelock: bool  # the kernel would have looped forever
     nothing_killable: bool
+
+
+class OomObserver(Protocol):
+    def before_oom(self) -> None: ...
+    def after_oom(self, result: OomResult) -> None: ...
 
 
 class KillerMixin:
@@ -141,7 +146,20 @@ class KillerMixin:
 
     def out_of_memory(self: Machine, current: Caller, sysrq: bool = False,
                       current_mems: frozenset[int] | None = None) -> OomResult:
-        """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run."""
+        """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run.
+
+        Observers (run mode's mirror) see it before (to bring every real
+        process in) and after (to send the real SIGKILL).
+        """
+        for o in self.observers:
+            o.before_oom()
+        result = self._out_of_memory(current, sysrq, current_mems)
+        for o in self.observers:
+            o.after_oom(result)
+        return result
+
+    def _out_of_memory(self: Machine, current: Caller, sysrq: bool,
+                       current_mems: frozenset[int] | None) -> OomResult:
         era = self.era
         gfp = era.gfp_sysrq if sysrq else era.gfp_fault
         message = "Out of memory"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from ..kernel.badness import OOM_DISABLE
 from ..kernel.eras import AdjHome, Era, score_adj_to_legacy
 from .errors import MachineError
-from .killer import KillerMixin
+from .killer import KillerMixin, OomObserver
 from .klog import KernelLog
 from .oomfiles import OomFilesMixin
 from .task import PAGE_SIZE, Mm, SignalStruct, Task
@@ -40,6 +40,7 @@ class Machine(OomFilesMixin, KillerMixin):
         self.next_pid = 1
         self.log = KernelLog()
         self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
+        self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
 
     # ----------------------------------------------------------------- lookup
 

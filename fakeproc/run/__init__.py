@@ -1,0 +1,1 @@
+"""``fakeproc run``: real, unmodified programs in a mount namespace whose /proc is a fakeproc mount."""

@@ -1,0 +1,305 @@
+"""The mirror: real processes brought into the simulated machine the moment they matter.
+
+``fakeproc run`` serves the OOM files of *real* processes from the model.  A
+process enters the model the first time a request names it (or its child,
+or when the OOM killer needs every candidate), with its real pid, parent,
+uid, comm, capabilities, threads, memory and CPU time, and leaves it when
+it exits.
+
+Which value does a process get when it enters?  The model must answer as a
+kernel of the chosen era would have, although fork() happened for real:
+
+- A process that already existed when its parent entered the model cannot
+  have inherited anything the model knows: it takes the real kernel's value
+  (``/proc/PID/oom_score_adj`` of the host, converted to the era).
+- A process started after its parent entered the model inherited from the
+  parent *as the era says* (``Machine.fork``: vfork, CLONE_VM and plain
+  fork differ in 2.6.31-rc and 6.x).  This is exact because, before any
+  write changes a process's value, its existing children are brought in
+  first (:meth:`Mirror.before_write`): a child forked before the write
+  keeps the old value, one forked after gets the new one.
+
+A real vfork() is seen through its effects: the parent sleeps in the vfork
+system call (``/proc/PID/syscall``) and the two share one address space
+(``kcmp(KCMP_VM)``); once they no longer share it, the child exec'd (or
+exited), and the model runs exec() for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..kernel.eras import score_adj_to_legacy
+from ..machine import Machine, MachineError, Task
+from . import realproc as rp
+from .realproc import ProcessGone
+
+if TYPE_CHECKING:
+    from ..machine.killer import OomResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Known:
+    """A mirrored process: its real identity and since when the model owns its value."""
+
+    starttime: int  # clock ticks since boot (pid + starttime = one process)
+    model_since: int  # clock ticks: children started from then on inherit from the model
+
+
+def kernel_hz() -> int:
+    """CONFIG_HZ of the running kernel (badness() shifts CPU time by it); 250 when unknown."""
+    try:
+        with open(f"/boot/config-{os.uname().release}") as f:
+            for line in f:
+                if line.startswith("CONFIG_HZ="):
+                    return int(line.split("=")[1])
+    except (OSError, ValueError):
+        pass
+    return 250
+
+
+class Mirror:
+    """Keeps the machine's processes in step with the host's real ones."""
+
+    def __init__(self, machine: Machine, kill: bool = False) -> None:
+        self.machine = machine
+        self.kill = kill  # --kill: the model's victims really receive SIGKILL
+        self.known: dict[int, Known] = {}
+        self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
+        self.real_proc = rp.PROC
+        machine.observers.append(self)
+
+    # ------------------------------------------------------------ the clock
+
+    def _now(self) -> int:
+        up = rp.read_uptime()
+        self.machine.uptime = up
+        return int(up * rp.CLK_TCK)
+
+    # ----------------------------------------------------------------- entry
+
+    def lookup(self, tid: int) -> Task | None:
+        """The model's task for a real thread id, entered or refreshed now; None if there is none."""
+        try:
+            st = rp.read_status(tid)
+        except (ProcessGone, KeyError, ValueError):
+            self._forget_pid(tid)
+            return None
+        leader = self.process(st.tgid)
+        if leader is None or tid == st.tgid:
+            return leader
+        return self.machine.tasks.get(tid)
+
+    def process(self, pid: int, refresh: bool = True) -> Task | None:
+        """The model's process ``pid``, entering it (and its ancestors) if needed."""
+        m = self.machine
+        try:
+            st = rp.read_stat(pid)
+        except ProcessGone:
+            self._forget_pid(pid)
+            return None
+        if self.killed.get(pid) == st.starttime:
+            return None  # the model killed it; without --kill it lives on outside the model
+        self.killed.pop(pid, None)
+        t = m.tasks.get(pid)
+        k = self.known.get(pid)
+        if t is not None and k is not None and k.starttime == st.starttime and t.is_leader:
+            if refresh:
+                self._refresh(t, st)
+            return t
+        if t is not None:  # pid reuse, or a process created by `ctl fork`: not this real one
+            self._forget_pid(pid)
+        try:
+            return self._enter(pid, st)
+        except ProcessGone:
+            self._forget_pid(pid)
+            return None
+
+    def _enter(self, pid: int, st: rp.Stat) -> Task:
+        m = self.machine
+        parent = self.process(st.ppid, refresh=False) if st.ppid else None
+        status = rp.read_status(pid)
+        now = self._now()
+        pk = self.known.get(parent.tgid) if parent is not None else None
+        if (parent is not None and pk is not None and parent.mm is not None and not st.kthread
+                and st.starttime >= pk.model_since):
+            shares = rp.same_mm(parent.tgid, pid)
+            vfork = shares and rp.in_vfork_syscall(parent.tgid)
+            t = m.fork(parent.tid, pid=pid, comm=st.comm, uid=status.uid, gid=status.gid, vfork=vfork,
+                       share_vm=shares and not vfork)
+            since = st.starttime
+            log.debug("mirror: %d (%s) forked from %d%s", pid, st.comm, parent.tgid, " by vfork" if vfork else "")
+        else:
+            t = m.spawn(st.comm, pid=pid, parent=parent, uid=status.uid, gid=status.gid, kthread=st.kthread)
+            v = rp.read_oom_score_adj(pid) if not st.kthread else 0
+            m.store_adj(t, v if m.era.has_score_adj else score_adj_to_legacy(v), min(v, 0))
+            since = now
+            log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
+        t.start_time = st.starttime / rp.CLK_TCK
+        self.known[pid] = Known(st.starttime, since)
+        self._refresh(t, st, status)
+        return t
+
+    # --------------------------------------------------------------- refresh
+
+    def _refresh(self, t: Task, st: rp.Stat, status: rp.Status | None = None) -> None:
+        """Bring memory, CPU time, ids, threads and vfork state up to date."""
+        status = status or rp.read_status(t.tgid)
+        self._now()
+        t.comm = st.comm[:15]
+        t.nice = st.nice
+        for th in t.signal.threads:
+            th.uid, th.gid, th.caps, th.nice = status.uid, status.gid, status.cap_eff, st.nice
+        self._memory(t, status)
+        self._threads(t, st)
+        # vfork children that no longer share the mm exec'd (or exited): exec() in the model
+        for c in list(t.children):
+            if c.in_vfork and not rp.same_mm(t.tgid, c.tgid):
+                self._vfork_done(c)
+        if t.in_vfork and not rp.same_mm(t.vfork_parent.tgid, t.tgid):
+            self._vfork_done(t)
+
+    def _memory(self, t: Task, status: rp.Status) -> None:
+        mm = t.mm
+        if mm is None:
+            return
+        page = rp.PAGE_SIZE
+        mm.total_vm = status.vm_size // page
+        mm.rss_anon, mm.rss_file = status.rss_anon // page, status.rss_file // page
+        mm.rss_shmem, mm.swap = status.rss_shmem // page, status.swap // page
+        mm.pgtables = status.pte
+
+    def _threads(self, t: Task, st: rp.Stat) -> None:
+        m = self.machine
+        try:
+            tids = rp.read_tids(t.tgid)
+        except ProcessGone:
+            return
+        have = {th.tid for th in t.signal.threads}
+        for th in list(t.signal.threads[1:]):
+            if th.tid not in tids:
+                m.exit(th.tid)
+        for tid in tids:
+            if tid not in have:
+                other = m.tasks.get(tid)
+                if other is not None:
+                    self._forget_pid(other.tgid)
+                m.clone_thread(t.tgid, tid=tid)
+        scale = m.hz / rp.CLK_TCK
+        if m.era.per_process:  # thread_group_cputime(): the process's total is enough
+            for th in t.signal.threads:
+                th.utime = th.stime = 0
+            t.signal.dead_cputime = 0
+            t.utime, t.stime = int(st.utime * scale), int(st.stime * scale)
+            return
+        for th in t.signal.threads:  # 2.6.31*: badness() of each thread reads its own time
+            try:
+                ts = rp.read_stat(t.tgid, th.tid)
+            except ProcessGone:
+                continue
+            th.utime, th.stime = int(ts.utime * scale), int(ts.stime * scale)
+
+    def _vfork_done(self, c: Task) -> None:
+        log.debug("mirror: vfork child %d no longer shares %d's mm: exec()", c.tgid, c.vfork_parent.tgid)
+        self.machine.exec(c.tgid, c.comm)
+        try:
+            self._memory(c, rp.read_status(c.tgid))
+        except (ProcessGone, KeyError):
+            pass
+
+    # ---------------------------------------------------------------- writes
+
+    def before_access(self, tid: int, writing: bool) -> None:
+        """Called by the filesystem before a model file of ``tid`` is read or written."""
+        t = self.lookup(tid)
+        if t is None:
+            raise MachineError(errno.ESRCH, f"{tid} is gone")
+        leader = t.leader
+        # children: their own mm counts in legacy badness(); before a write they must keep the old value
+        try:
+            kids = rp.read_children(leader.tgid)
+        except ProcessGone:
+            kids = []
+        for pid in kids:
+            c = self.process(pid, refresh=False)
+            if c is not None and not writing:
+                try:
+                    self._memory(c, rp.read_status(pid))
+                except (ProcessGone, KeyError):
+                    pass
+
+    # -------------------------------------------------------------- sweeping
+
+    def sweep(self) -> list[int]:
+        """Drop the processes that exited (or whose pid now names another process)."""
+        gone = []
+        for pid, k in list(self.known.items()):
+            try:
+                same = rp.read_stat(pid).starttime == k.starttime
+            except ProcessGone:
+                same = False
+            if not same:
+                self._forget_pid(pid)
+                gone.append(pid)
+        for pid, start in list(self.killed.items()):
+            try:
+                if rp.read_stat(pid).starttime == start:
+                    continue
+            except ProcessGone:
+                pass
+            del self.killed[pid]
+        return gone
+
+    def enter_all(self) -> None:
+        """Bring every real process in (the OOM killer considers them all)."""
+        for name in os.listdir(self.real_proc):
+            if name.isdigit():
+                self.process(int(name))
+        self.sweep()
+
+    def _forget_pid(self, pid: int) -> None:
+        m = self.machine
+        self.known.pop(pid, None)
+        t = m.tasks.get(pid)
+        if t is None:
+            return
+        if t.is_leader and t.tgid == 1:
+            return  # init stays (the real one cannot exit either)
+        try:
+            m.exit(t.tgid if t.is_leader else t.tid)
+        except MachineError:
+            pass
+
+    # ------------------------------------------------- Machine observer hooks
+
+    def before_oom(self) -> None:
+        self.enter_all()
+
+    def after_oom(self, result: OomResult) -> None:
+        for pid in sorted({t.tgid for t in result.killed}):
+            k = self.known.pop(pid, None)
+            if k is None:
+                continue
+            self.killed[pid] = k.starttime
+            if self.kill:
+                try:
+                    if rp.read_stat(pid).starttime == k.starttime:
+                        os.kill(pid, signal.SIGKILL)
+                        log.warning("OOM killer (model): SIGKILL sent to %d", pid)
+                except (ProcessGone, ProcessLookupError):
+                    pass
+            else:
+                log.warning("OOM killer (model): killed %d in the model; it keeps running (no --kill)", pid)
+
+    # ------------------------------------------------------- /proc/self links
+
+    def self_link(self, tid: int, thread: bool) -> str:
+        tgid = rp.tgid_of(tid) or tid
+        return f"{tgid}/task/{tid}" if thread else str(tgid)
