@@ -68,9 +68,10 @@ def kernel_hz() -> int:
 class Mirror:
     """Keeps the machine's processes in step with the host's real ones."""
 
-    def __init__(self, machine: Machine, kill: bool = False) -> None:
+    def __init__(self, machine: Machine, kill: bool = False, run_root: int | None = None) -> None:
         self.machine = machine
-        self.kill = kill  # --kill: the model's victims really receive SIGKILL
+        self.kill = kill  # --kill: the model's victims really receive SIGKILL ...
+        self.run_root = os.getpid() if run_root is None else run_root  # ... if they descend from this pid
         self.known: dict[int, Known] = {}
         self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
         self.real_proc = rp.PROC
@@ -288,7 +289,10 @@ class Mirror:
             if k is None:
                 continue
             self.killed[pid] = k.starttime
-            if self.kill:
+            if self.kill and not self._descends_from_run(pid):
+                log.warning("OOM killer (model): killed %d in the model only: it is not part of this run, "
+                            "so --kill does not touch it", pid)
+            elif self.kill:
                 try:
                     if rp.read_stat(pid).starttime == k.starttime:
                         os.kill(pid, signal.SIGKILL)
@@ -297,6 +301,19 @@ class Mirror:
                     pass
             else:
                 log.warning("OOM killer (model): killed %d in the model; it keeps running (no --kill)", pid)
+
+    def _descends_from_run(self, pid: int) -> bool:
+        """Is ``pid`` the run's command or one of its descendants (orphans come back to the run)?"""
+        seen = 0
+        while pid > 1 and seen < 4096:
+            try:
+                pid = rp.read_stat(pid).ppid
+            except ProcessGone:
+                return False
+            if pid == self.run_root:
+                return True
+            seen += 1
+        return False
 
     # ------------------------------------------------------- /proc/self links
 
