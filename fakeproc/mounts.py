@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 FSTYPE = "fuse.fakeproc"
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """/proc/self/mountinfo escapes space, tab, newline and backslash as \\ooo."""
     out, i = [], 0
     while i < len(field):
@@ -39,7 +39,7 @@ def mounted_fstype(mountpoint: str) -> str | None:
             for line in f:
                 left, _, right = line.partition(" - ")
                 fields = left.split()
-                if len(fields) > 4 and _unescape(fields[4]) == target:
+                if len(fields) > 4 and unescape(fields[4]) == target:
                     found = right.split()[0]
     except OSError:
         return None

@@ -46,7 +46,7 @@ def bins(tmp_path_factory) -> Path:
 
 def fakeproc_mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
-        return [line for line in f if "fuse.fakeproc" in line]
+        return [line for line in f if "fuse.fakeproc" in line and "/fakeproc-run-" in line]
 
 
 @pytest.fixture(autouse=True)

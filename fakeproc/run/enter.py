@@ -11,10 +11,13 @@ import ctypes
 import os
 import sys
 
+from ..mounts import unescape
+
 CLONE_NEWNS = 0x00020000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -26,10 +29,30 @@ def _check(rc: int, what: str) -> None:
 
 
 def enter(fake: str) -> None:
-    """unshare(CLONE_NEWNS); make every mount private (nothing leaks back to the host); bind FAKE on /proc."""
+    """unshare(CLONE_NEWNS); make every mount private (nothing leaks back to the host); bind FAKE on /proc.
+
+    The new namespace starts with a copy of every mount, fakeproc mounts
+    included; those copies are detached, so that no fakeproc daemon (this
+    one, or another run's) is kept alive by this namespace after its own
+    unmount.
+    """
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     _check(_libc.mount(os.fsencode(fake), b"/proc", None, MS_BIND, None), f"mount --bind {fake} /proc")
+    for target in _fakeproc_mounts():
+        if target != "/proc":
+            _libc.umount2(os.fsencode(target), MNT_DETACH)
+
+
+def _fakeproc_mounts() -> list[str]:
+    """Mount points of fakeproc filesystems in this namespace (through the fake /proc itself)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("fuse.fakeproc "):
+                out.append(unescape(left.split()[4]))
+    return out
 
 
 def main(argv: list[str]) -> int:

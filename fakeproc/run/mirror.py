@@ -72,6 +72,7 @@ class Mirror:
         self.machine = machine
         self.kill = kill  # --kill: the model's victims really receive SIGKILL ...
         self.run_root = os.getpid() if run_root is None else run_root  # ... if they descend from this pid
+        self.fake_device: str | None = None  # ... or see the fake as their /proc (nsenter'd into the run)
         self.known: dict[int, Known] = {}
         self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
         self.real_proc = rp.PROC
@@ -289,7 +290,7 @@ class Mirror:
             if k is None:
                 continue
             self.killed[pid] = k.starttime
-            if self.kill and not self._descends_from_run(pid):
+            if self.kill and not self._in_run(pid):
                 log.warning("OOM killer (model): killed %d in the model only: it is not part of this run, "
                             "so --kill does not touch it", pid)
             elif self.kill:
@@ -302,8 +303,11 @@ class Mirror:
             else:
                 log.warning("OOM killer (model): killed %d in the model; it keeps running (no --kill)", pid)
 
-    def _descends_from_run(self, pid: int) -> bool:
-        """Is ``pid`` the run's command or one of its descendants (orphans come back to the run)?"""
+    def _in_run(self, pid: int) -> bool:
+        """Is ``pid`` part of this run: the command or a descendant (orphans come back to the run),
+        or a process whose /proc is this fake (entered with nsenter)?"""
+        if self.fake_device is not None and rp.mount_device(pid, "/proc") == self.fake_device:
+            return True
         seen = 0
         while pid > 1 and seen < 4096:
             try:

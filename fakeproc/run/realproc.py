@@ -10,6 +10,7 @@ vfork parent sleeps in, ``children``) is read here.  Every function raises
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
-    except (FileNotFoundError, ProcessLookupError) as e:
-        raise ProcessGone(path) from e
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH, errno.EINVAL):  # EINVAL: some files while it exits
+            raise ProcessGone(path) from e
+        raise
 
 
 def read_stat(pid: int, tid: int | None = None) -> Stat:
@@ -190,6 +193,21 @@ def tgid_of(tid: int) -> int | None:
         return read_status(tid).tgid
     except (ProcessGone, KeyError, ValueError):
         return None
+
+
+def mount_device(pid: int | str, mountpoint: str) -> str | None:
+    """``major:minor`` of what is mounted at ``mountpoint`` in ``pid``'s mount namespace
+    (``/proc/PID/mountinfo``; the last mount there wins, as it hides the others)."""
+    found = None
+    try:
+        text = _read(f"{PROC}/{pid}/mountinfo").decode("utf-8", "replace")
+    except (ProcessGone, OSError):  # EINVAL while the process exits
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == mountpoint:
+            found = fields[2]
+    return found
 
 
 def ram_and_swap() -> tuple[int, int]:

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 
@@ -104,6 +105,14 @@ class RunSession:
             left = [p for p in me.children(recursive=True)]
         except psutil.Error:
             return
+        # and processes that joined the namespace from outside (nsenter) and are still in it
+        mine = {p.pid for p in left} | {me.pid}
+        for pid in psutil.pids():
+            if pid not in mine and realproc.mount_device(pid, "/proc") == self.mirror.fake_device:
+                try:
+                    left.append(psutil.Process(pid))
+                except psutil.Error:
+                    pass
         if not left:
             return
         names = ", ".join(f"{p.pid} ({_name(p)})" for p in left)
@@ -136,6 +145,7 @@ class RunSession:
                 await self._wait_mounted(fuse_done)
                 if failure:
                     raise RunError(f"FUSE mount failed at {self.mountpoint}: {failure[0]}")
+                self.mirror.fake_device = realproc.mount_device("self", os.path.realpath(self.mountpoint))
                 ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
                 env = dict(os.environ, FAKEPROC_MOUNT=self.mountpoint)
                 argv = [sys.executable, "-m", "fakeproc.run.enter", self.mountpoint, "--", *self.cmd]
@@ -155,7 +165,10 @@ class RunSession:
                         _give_terminal(os.getpgrp())
                 rc = proc.returncode
                 self.status = 128 - rc if rc < 0 else rc
-                await trio.to_thread.run_sync(self._end_leftovers)
+                try:
+                    await trio.to_thread.run_sync(self._end_leftovers)
+                except Exception:  # noqa: BLE001 - cleanup goes on: the mount must still go away
+                    log.exception("while ending the processes left behind")
             finally:
                 with trio.CancelScope(shield=True):
                     if not fuse_done.is_set():
@@ -163,6 +176,10 @@ class RunSession:
                             await trio.to_thread.run_sync(unmount, self.mountpoint)
                         except OSError as e:
                             log.error("%s", e)
+                        with trio.move_on_after(2):
+                            await fuse_done.wait()
+                        if not fuse_done.is_set():  # a namespace still holds the mount: cut the connection
+                            await trio.to_thread.run_sync(abort_connection, self.mirror.fake_device)
                         with trio.move_on_after(10):
                             await fuse_done.wait()
         if self.own_dir:
@@ -171,6 +188,21 @@ class RunSession:
 
     def run(self) -> int:
         return trio.run(self.main)
+
+
+def abort_connection(device: str | None) -> None:
+    """Abort a FUSE connection through fusectl (mounted if needed): its daemon's loop then ends."""
+    if device is None:
+        return
+    conns = "/sys/fs/fuse/connections"
+    if not os.path.isdir(conns) or not os.listdir(conns):  # fusectl is not mounted yet
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", conns], capture_output=True)
+    try:
+        with open(f"{conns}/{device.split(':')[1]}/abort", "w") as f:
+            f.write("1")
+        log.warning("aborted the FUSE connection %s: a mount namespace still held the mount", device)
+    except OSError as e:
+        log.error("could not abort FUSE connection %s: %s", device, e)
 
 
 def _give_terminal(pgrp: int) -> bool:
