@@ -72,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "named, inheriting their parent's value as the era says for fork, vfork, threads and exec. "
                     "Exits with CMD's status; SIGINT, SIGTERM and SIGHUP are forwarded to CMD; no mount and no "
                     "process survives the run.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="inside: echo f > /proc/sysrq-trigger runs the model's OOM killer; /proc/fakeproc/control takes "
                "the ctl verbs and /proc/fakeproc/dmesg is the model's kernel log. From outside: "
                "fakeproc ctl -m MOUNTPOINT ... ($FAKEPROC_MOUNT inside the command).")

@@ -113,6 +113,9 @@ class RunSession:
                     left.append(psutil.Process(pid))
                 except psutil.Error:
                     pass
+        zombies = [p for p in left if _status(p) in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)]
+        left = [p for p in left if p not in zombies]
+        psutil.wait_procs(zombies, timeout=1)  # dead already: only reaped
         if not left:
             return
         names = ", ".join(f"{p.pid} ({_name(p)})" for p in left)
@@ -218,6 +221,13 @@ def _give_terminal(pgrp: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _status(p: psutil.Process) -> str:
+    try:
+        return p.status()
+    except psutil.Error:
+        return psutil.STATUS_DEAD
 
 
 def _name(p: psutil.Process) -> str:
