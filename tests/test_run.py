@@ -238,3 +238,10 @@ def test_without_root_it_says_so():
                        timeout=60, cwd="/")
     assert r.returncode != 0
     assert "needs root" in r.stderr
+
+
+def test_vanished_processes_leave_the_model():
+    count = "echo 'ps --json' >&3; grep -c \"\\\"pid\\\": $p,\" <&3 || true"
+    out = ok(fakeproc_run(cmd=f"sleep 0.3 & p=$!; cat /proc/$p/oom_adj; exec 3<>/proc/fakeproc/control; {count}; "
+                              f"wait; sleep 1.5; exec 3<>/proc/fakeproc/control; {count}"))
+    assert out.split() == ["0", "1", "0"]  # in the model while it ran, gone after (the sweeper)
