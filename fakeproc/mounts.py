@@ -46,6 +46,20 @@ def mounted_fstype(mountpoint: str) -> str | None:
     return found
 
 
+def fakeproc_mountpoints() -> list[str]:
+    """Every fakeproc mount point of this mount namespace."""
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split()[:1] == [FSTYPE]:
+                    out.append(unescape(left.split()[4]))
+    except OSError:
+        pass
+    return out
+
+
 def mount_state(mountpoint: str) -> str:
     """One of ``missing``, ``stale``, ``fakeproc``, ``other`` (another fs mounted), ``free``."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -152,3 +153,60 @@ def test_mount_and_unmount_helpers_survive_a_second_round(tmp_path):
         assert (mp / "1/oom_adj").read_text() == "0\n"
         stop_mount(m)
         assert mount_state(str(mp)) == "free"
+
+
+STORM = """
+import errno, os, sys, time
+path, value = sys.argv[1], sys.argv[2].encode()
+done = 0
+while True:
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+        done += 1
+    except OSError as e:
+        print(done, errno.errorcode.get(e.errno, e.errno))
+        break
+"""
+
+
+def test_sigkill_during_a_write_storm_gives_errors_not_hangs(mount_factory):
+    mnt = mount_factory()
+    writers = [subprocess.Popen([sys.executable, "-c", STORM, str(mnt.path / f"{pid}/oom_adj"), str(v)],
+                                stdout=subprocess.PIPE, text=True)
+               for pid, v in ((500, 3), (500, 5), (401, -4), (600, 7))]
+    time.sleep(0.5)
+    os.kill(mnt.daemon_pid(), signal.SIGKILL)
+    for w in writers:
+        out, _ = w.communicate(timeout=20)  # a hang fails here
+        done, err = out.split()
+        assert int(done) > 0 and err in ("ENOTCONN", "ECONNABORTED"), out
+    assert wait_for(lambda: mount_state(str(mnt.path)) == "stale")
+    r = fakeproc("mount", str(mnt.path), "--background", check=False)
+    assert r.returncode == 0 and "cleared a dead mount" in r.stderr, r.stderr
+    assert (mnt.path / "500/oom_adj").read_text() == "0\n"  # a fresh machine
+
+
+def test_a_killed_run_is_cleared_by_the_next_run(tmp_path):
+    mp = tmp_path / "run"
+    p = subprocess.Popen(FAKEPROC + ["run", "--mountpoint", str(mp), "--", "sh", "-c",
+                                     "echo ready; while cat /proc/self/oom_adj >/dev/null; do :; done; echo dead"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        p.kill()  # fakeproc run itself: its daemon dies
+        assert p.stdout.readline() == "dead\n"  # the command's next read failed, it did not hang
+        assert wait_for(lambda: mount_state(str(mp)) == "stale")
+        r = subprocess.run(FAKEPROC + ["run", "--mountpoint", str(mp), "--", "cat", "/proc/self/oom_adj"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == "0\n", r.stderr
+        assert "cleared the dead mount of an earlier run" in r.stderr
+        assert mount_state(str(mp)) in ("free", "missing")
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run(["fusermount", "-u", "-z", str(mp)], capture_output=True)

@@ -245,3 +245,9 @@ def test_vanished_processes_leave_the_model():
     out = ok(fakeproc_run(cmd=f"sleep 0.3 & p=$!; cat /proc/$p/oom_adj; exec 3<>/proc/fakeproc/control; {count}; "
                               f"wait; sleep 1.5; exec 3<>/proc/fakeproc/control; {count}"))
     assert out.split() == ["0", "1", "0"]  # in the model while it ran, gone after (the sweeper)
+
+
+def test_a_crashing_command_leaves_nothing_behind():
+    r = fakeproc_run(cmd="sleep 300 & kill -KILL $$")
+    assert r.returncode == 128 + signal.SIGKILL
+    assert "left 1 process(es) behind" in r.stderr  # the sleep, ended by the run

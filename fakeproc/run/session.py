@@ -33,7 +33,7 @@ from ..daemon import Daemon
 from ..fs.privilege import make_privilege
 from ..kernel.eras import ERAS
 from ..machine import Machine
-from ..mounts import mount_state, unmount
+from ..mounts import clear_stale, fakeproc_mountpoints, mount_state, unmount
 from . import realproc
 from .mirror import Mirror, kernel_hz
 
@@ -42,6 +42,7 @@ log = logging.getLogger("fakeproc.run")
 PR_SET_CHILD_SUBREAPER = 36
 SWEEP_INTERVAL = 0.5  # seconds between two passes of the sweeper
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RUN_PREFIX = "fakeproc-run-"  # temporary mount points of runs
 
 
 class RunError(Exception):
@@ -57,6 +58,18 @@ def check_prerequisites() -> None:
         raise RunError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install Debian's fuse")
 
 
+def clear_dead_runs(mountpoint: str | None) -> None:
+    """Clear the mounts of runs whose daemon was killed (kill -9 leaves them answering ENOTCONN)."""
+    prefix = os.path.join(tempfile.gettempdir(), RUN_PREFIX)
+    for mp in fakeproc_mountpoints():
+        if (mp.startswith(prefix) or mp == mountpoint) and mount_state(mp) == "stale":
+            clear_stale(mp)
+            print(f"fakeproc run: cleared the dead mount of an earlier run at {mp} (its daemon was gone: "
+                  "Transport endpoint is not connected)", file=sys.stderr)
+            if mp.startswith(prefix):
+                shutil.rmtree(mp, ignore_errors=True)  # the run's own temporary directory
+
+
 class RunSession:
     def __init__(self, cmd: list[str], era: str, privilege: str = "owner", kill: bool = False,
                  mountpoint: str | None = None) -> None:
@@ -65,7 +78,8 @@ class RunSession:
         self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
         self.mirror = Mirror(self.machine, kill=kill)
         self.own_dir = mountpoint is None
-        self.mountpoint = mountpoint or tempfile.mkdtemp(prefix="fakeproc-run-")
+        clear_dead_runs(os.path.realpath(mountpoint) if mountpoint else None)
+        self.mountpoint = mountpoint or tempfile.mkdtemp(prefix=RUN_PREFIX)
         os.makedirs(self.mountpoint, exist_ok=True)
         os.chmod(self.mountpoint, 0o755)
         self.daemon = Daemon(self.mountpoint, self.machine, make_privilege(privilege), reality=self.mirror)
