@@ -120,3 +120,62 @@ def sh(cmd: str, shell: str = "sh", **kw) -> subprocess.CompletedProcess:
     """Run a shell command line (dash by default; bash prints errno messages for write errors)."""
     kw.setdefault("timeout", 60)
     return subprocess.run([shell, "-c", cmd], capture_output=True, text=True, **kw)
+
+
+# --------------------------------------------------------------------------------------------------
+# Mounts shared by a whole module (property-based and stress tests must not mount per example),
+# and the hypothesis profiles.
+
+
+def _log_problems(m: Mount) -> str:
+    log = m.log.read_text(errors="replace") if m.log.exists() else ""
+    return f"{m.log}:\n{log[-3000:]}" if "Traceback" in log or "bug in fakeproc" in log else ""
+
+
+@pytest.fixture(scope="module")
+def module_mount_factory():
+    """mount_factory for a whole module: make(*options, name="mnt", check_log=True) -> Mount.
+
+    Every mount is unmounted after the module's last test, and fails the module if its daemon
+    logged a traceback, unless it was made with ``check_log=False`` (a mount kept for tests that
+    provoke a known daemon bug on purpose and check the log themselves).
+    """
+    mounts: list[tuple[Mount, bool]] = []
+    base = Path(tempfile.mkdtemp(prefix="fakeproc-module-"))
+    base.chmod(0o755)
+
+    def make(*options: str, name: str = "mnt", check_log: bool = True) -> Mount:
+        path = base / name
+        path.mkdir(exist_ok=True)
+        m = start_mount(path, *options)
+        mounts.append((m, check_log))
+        return m
+
+    yield make
+    problems = []
+    for m, check_log in mounts:
+        stop_mount(m)
+        if check_log and _log_problems(m):
+            problems.append(_log_problems(m))
+    shutil.rmtree(base, ignore_errors=True)
+    assert not problems, "the daemon logged errors:\n" + "\n".join(problems)
+
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # only the property-based tests need it (setup.cfg: the "test" extra)
+    settings = None
+
+if settings is not None:
+    # "ci" (the default) keeps tests/test_hostile.py around a minute on a 2-core machine;
+    # HYPOTHESIS_PROFILE=thorough runs each property 10,000 times. No example database: nothing is
+    # written into the working tree; a failure prints its minimal example and a reproduce blob.
+    _common = dict(
+        deadline=None,  # a FUSE round trip has no fixed duration
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    settings.register_profile("ci", max_examples=100, **_common)
+    settings.register_profile("thorough", max_examples=10_000, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
