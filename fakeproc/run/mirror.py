@@ -31,6 +31,7 @@ import errno
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Memory, CPU time and threads are read again when a process is named, at most this often (seconds):
+#: one `cat` is several FUSE requests.  Identity (pid + start time) is checked at every request.
+REFRESH_AFTER = 0.05
+
 
 @dataclass(slots=True)
 class Known:
@@ -51,6 +56,7 @@ class Known:
 
     starttime: int  # clock ticks since boot (pid + starttime = one process)
     model_since: int  # clock ticks: children started from then on inherit from the model
+    refreshed: float = 0.0  # time.monotonic() of the last refresh from the real process
 
 
 def kernel_hz() -> int:
@@ -113,8 +119,10 @@ class Mirror:
         t = m.tasks.get(pid)
         k = self.known.get(pid)
         if t is not None and k is not None and k.starttime == st.starttime and t.is_leader:
-            if refresh:
+            now = time.monotonic()
+            if refresh and now - k.refreshed >= REFRESH_AFTER:
                 self._refresh(t, st)
+                k.refreshed = now
             return t
         if t is not None:  # pid reuse, or a process created by `ctl fork`: not this real one
             self._forget_pid(pid)
@@ -145,7 +153,7 @@ class Mirror:
             since = now
             log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
         t.start_time = st.starttime / rp.CLK_TCK
-        self.known[pid] = Known(st.starttime, since)
+        self.known[pid] = Known(st.starttime, since, time.monotonic())
         self._refresh(t, st, status)
         return t
 
