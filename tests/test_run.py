@@ -251,3 +251,11 @@ def test_a_crashing_command_leaves_nothing_behind():
     r = fakeproc_run(cmd="sleep 300 & kill -KILL $$")
     assert r.returncode == 128 + signal.SIGKILL
     assert "left 1 process(es) behind" in r.stderr  # the sleep, ended by the run
+
+
+def test_top_sorts_by_the_models_oom_score():
+    # the sleep is tiny for the real kernel; only the model's oom_score_adj of 1000 puts it on top
+    out = ok(fakeproc_run("--kernel", "6.x", cmd="choom -n 1000 -- sleep 30 & sleep 0.3; echo $!; "
+                                                  "top -b -n 1 -o OOMs -w 200 | sed -n 8p; kill $!"))
+    pid, first = out.splitlines()
+    assert first.split()[0] == pid and first.split()[-1] == "sleep"
