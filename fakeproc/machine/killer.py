@@ -10,11 +10,12 @@ choice and logs what the kernel would have done.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from math import isqrt
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from ..kernel.badness import OOM_DISABLE, LegacyInputs
+from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, LegacyInputs
 from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
-from ..kernel.eras import Refusal, Sharers
+from ..kernel.eras import AdjHome, Refusal, Sharers
 from .task import PAGE_SIZE, Caller, Task
 
 if TYPE_CHECKING:
@@ -78,6 +79,115 @@ class KillerMixin:
         return iter([th for p in self.iter_processes() for th in list(p.signal.threads)])
 
     def select_bad_process(self: Machine, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
+        """select_bad_process(): the era's choice over every candidate.
+
+        The hot loops below compute, inline, exactly what ``badness_inputs()``
+        + ``kernel.badness`` compute for one task (which stays the readable
+        specification, used by ``oom_score`` reads and by
+        ``select_bad_process_reference``; a property test holds the two equal).
+        """
+        if self.era.scoring == "modern":
+            return self._select_modern(current_mems)
+        return self._select_legacy(current_mems)
+
+    def _select_modern(self: Machine, current_mems: frozenset[int] | None) -> tuple[Task, int] | None:
+        # 6.x oom_evaluate_task() + oom_badness(), for_each_process()
+        adj_unit = self.totalpages // 1000
+        chosen: Task | None = None
+        best = 0
+        for p in self.processes.values():
+            if p.tgid == 1 or p.kthread:
+                continue
+            if current_mems is not None and not p.mems & current_mems:
+                continue
+            mm = p.mm
+            if mm is None:
+                continue
+            if p.oom_origin:
+                points = LONG_MAX
+            else:
+                adj = p.signal.oom_score_adj
+                if adj == -1000 or (p.vfork_parent is not None and p.vfork_parent.mm is mm):
+                    continue
+                points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // PAGE_SIZE
+                          + adj * adj_unit)
+            if chosen is None or points >= best:
+                chosen, best = p, points
+        return None if chosen is None else (chosen, best)
+
+    def _select_legacy(self: Machine, current_mems: frozenset[int] | None) -> tuple[Task, int] | None:
+        # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules
+        era = self.era
+        home = era.adj_home
+        per_process, adj_first = era.per_process, era.badness_adj_first
+        skip_disabled, first_eligible = era.skip_disabled, era.first_eligible
+        shift = SHIFT_HZ[self.hz] + 3
+        uptime = int(self.uptime)
+        admin_or_resource, rawio = 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE, 1 << CAP_SYS_RAWIO
+        chosen: Task | None = None
+        best = 0
+        for p in self._candidates():
+            mm = p.mm
+            if mm is None or p.tgid == 1:
+                continue
+            if home is AdjHome.SIGNAL:
+                adj = p.signal.oom_adj
+            elif home is AdjHome.MM:
+                adj = mm.oom_adj
+            else:
+                adj = p.oom_adj
+            if adj == OOM_DISABLE and (skip_disabled or adj_first):
+                if skip_disabled:
+                    continue
+                points = 0
+            elif p.oom_origin:
+                points = ULONG_MAX
+            else:
+                points = mm.total_vm
+                if p.tgid == p.tid:
+                    for c in p.children:
+                        cm = c.mm
+                        if cm is not None and cm is not mm:
+                            points += cm.total_vm // 2 + 1
+                if per_process:
+                    sig = p.signal
+                    threads = sig.threads
+                    if len(threads) == 1:
+                        cpu = sig.dead_cputime + p.utime + p.stime
+                    else:
+                        cpu = sig.dead_cputime
+                        for th in threads:
+                            cpu += th.utime + th.stime
+                else:
+                    cpu = p.utime + p.stime
+                cpu >>= shift
+                if cpu:
+                    points //= isqrt(cpu)
+                start = int(p.start_time)
+                if uptime >= start:
+                    run = (uptime - start) >> 10
+                    if run:
+                        points //= isqrt(isqrt(run))
+                if p.nice > 0:
+                    points = (points * 2) & ULONG_MAX
+                caps = p.caps
+                if caps & admin_or_resource:
+                    points //= 4
+                if caps & rawio:
+                    points //= 4
+                if current_mems is not None and not p.mems & current_mems:
+                    points //= 8
+                if adj > 0:
+                    points = (max(points, 1) << adj) & ULONG_MAX
+                elif adj < 0:
+                    points >>= -adj
+            if points > best or (first_eligible and chosen is None):
+                chosen, best = p, points
+        return None if chosen is None else (chosen, best)
+
+    def select_bad_process_reference(self: Machine, current_mems: frozenset[int] | None = None
+                                     ) -> tuple[Task, int] | None:
+        """The same choice, one ``badness()`` call per candidate: the specification the loops follow."""
         era = self.era
         chosen: Task | None = None
         best: int | None = None
