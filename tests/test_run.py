@@ -259,3 +259,14 @@ def test_top_sorts_by_the_models_oom_score():
                                                   "top -b -n 1 -o OOMs -w 200 | sed -n 8p; kill $!"))
     pid, first = out.splitlines()
     assert first.split()[0] == pid and first.split()[-1] == "sleep"
+
+
+def test_an_unprivileged_command_follows_the_rules_inside():
+    script = ("echo 5 > /proc/self/oom_adj && echo raised; echo -5 > /proc/self/oom_adj 2>/dev/null || echo refused; "
+              "cat /proc/self/oom_adj; (echo 0 > /proc/1/oom_adj) 2>/dev/null || echo not-mine; "
+              "(echo ps > /proc/fakeproc/control) 2>/dev/null || echo no-control; "
+              "(echo f > /proc/sysrq-trigger) 2>/dev/null || echo no-sysrq; "
+              "cat /proc/1/environ >/dev/null 2>&1 || echo no-environ")
+    out = ok(fakeproc_run(cmd=["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                               "sh", "-c", script]))
+    assert out.split() == ["raised", "refused", "5", "not-mine", "no-control", "no-sysrq", "no-environ"]
