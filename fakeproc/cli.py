@@ -1,4 +1,4 @@
-"""``fakeproc``: the command line (mount, umount, ctl, ps)."""
+"""``fakeproc``: the command line (mount, umount, ctl, ps, save, run)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                "MOUNTPOINT/fakeproc/control (see: fakeproc ctl --help), MOUNTPOINT/fakeproc/dmesg")
     m.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT,
                    help="where to mount (default: ./mountpoint, created if missing)")
-    m.add_argument("--kernel", choices=ERA_NAMES, default=DEFAULT_ERA, metavar="ERA",
-                   help=f"kernel era whose rules to follow: {', '.join(ERA_NAMES)} (default {DEFAULT_ERA})")
+    m.add_argument("--kernel", choices=ERA_NAMES, default=None, metavar="ERA",
+                   help=f"kernel era whose rules to follow: {', '.join(ERA_NAMES)} (default: the era a saved "
+                        f"--scenario was saved under, else {DEFAULT_ERA})")
     m.add_argument("--privilege", choices=("owner", "caps"), default="owner",
                    help="who holds CAP_SYS_RESOURCE when writing: 'owner' (default) = callers with uid 0 or "
                         "the uid that mounted; 'caps' = each caller's real effective capabilities, read from "
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--scenario", metavar="FILE",
                    help="TOML file describing the machine (RAM, swap, processes); default: the embedded "
                         "story of the 2009 vfork regression (see README, 'Scenario files')")
+    m.add_argument("--save-on-exit", metavar="FILE",
+                   help="when the mount ends cleanly (fakeproc umount, SIGINT, SIGTERM, SIGHUP), save the machine "
+                        "to FILE, which --scenario FILE loads again (a SIGKILL'd daemon saves nothing)")
     m.add_argument("--background", action="store_true",
                    help="start the daemon in the background and return once the mount answers")
     m.add_argument("--log", metavar="FILE", help="with --background: the daemon's log file "
@@ -92,13 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
     ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    sv = sub.add_parser("save", help="save a mount's machine to a scenario file (mount --scenario FILE loads it)",
+                        description="Write the machine of a running mount to FILE (replaced atomically) as a "
+                                    "scenario file: fakeproc mount --scenario FILE serves the same machine again, "
+                                    "value for value, under the era it was saved in.")
+    sv.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    sv.add_argument("file", metavar="FILE", help="where to write it (a relative path is taken from here)")
     return p
 
 
 def cmd_mount(a: argparse.Namespace) -> int:
+    from .machine.scenario import scenario_kernel
     from .mounts import clear_stale, mount_state
 
     mp = a.mountpoint
+    saved_under = scenario_kernel(a.scenario)
+    if a.kernel is None:
+        a.kernel = saved_under or DEFAULT_ERA
+    elif saved_under is not None and saved_under != a.kernel:
+        print(f"fakeproc: {a.scenario} was saved under --kernel {saved_under}; loading it under {a.kernel} "
+              "(values converted as for any scenario)", file=sys.stderr)
+    if a.save_on_exit:
+        a.save_on_exit = os.path.abspath(a.save_on_exit)
     state = mount_state(mp)
     if state == "stale":
         clear_stale(mp)
@@ -119,7 +139,7 @@ def cmd_mount(a: argparse.Namespace) -> int:
 def _mount_foreground(a: argparse.Namespace) -> int:
     import logging
 
-    from .daemon import Daemon
+    from .daemon import Daemon, SaveError
     from .fs.privilege import make_privilege
     from .kernel.eras import ERAS
     from .machine.scenario import ScenarioError, load_scenario
@@ -133,9 +153,11 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     except ScenarioError as e:
         return _die(f"bad scenario: {e}")
     try:
-        Daemon(a.mountpoint, machine, make_privilege(a.privilege)).serve()
+        Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit).serve()
     except RuntimeError as e:
         return _die(f"mount failed at {a.mountpoint} ({e}); is FUSE available (/dev/fuse, fusermount)?")
+    except SaveError as e:
+        return _die(str(e))
     return 0
 
 
@@ -150,6 +172,8 @@ def _mount_background(a: argparse.Namespace) -> int:
             "--privilege", a.privilege]
     if a.scenario:
         argv += ["--scenario", a.scenario]
+    if a.save_on_exit:
+        argv += ["--save-on-exit", a.save_on_exit]
     if a.verbose:
         argv.append("--verbose")
     with open(logfile, "ab") as out:
@@ -249,6 +273,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         return _die(f"run: {e}")
 
 
+def cmd_save(a: argparse.Namespace) -> int:
+    # the daemon has its own working directory: it is given an absolute path
+    try:
+        sys.stdout.write(send(a.mountpoint, ["save", os.path.abspath(a.file)]))
+    except ControlError as e:
+        return _die(str(e))
+    return 0
+
+
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
         sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
@@ -266,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
         return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
-                "ps": cmd_ps, "run": cmd_run}[a.command](a)
+                "ps": cmd_ps, "run": cmd_run, "save": cmd_save}[a.command](a)
     except KeyboardInterrupt:
         return 130
     except OSError as e:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import shlex
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .machine import Caller, Machine, MachineError
 from .machine.klog import format_record
+from .machine.scenario import ScenarioError, dump_scenario, write_atomically
 from .verbs import UsageError, build_parser, format_ps
 
 if TYPE_CHECKING:
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 
 class Control:
     """Executes control lines against a machine (the daemon end)."""
+
+    #: seconds ``save`` waits for its file to be written (see do_save)
+    SAVE_TIMEOUT = 10.0
 
     def __init__(self, machine: Machine, info: Callable[[], dict[str, object]] | None = None) -> None:
         self.machine = machine
@@ -164,3 +170,44 @@ class Control:
                 "uptime": m.uptime, "processes": len(m.processes), "threads": len(m.tasks)}
         info.update(self.info())
         return "".join(f"{k}: {v}\n" for k, v in info.items())
+
+    def do_save(self, req: Request | None, a: argparse.Namespace) -> str:
+        """Write the machine to a file, atomically.
+
+        The daemon serves its mount from one thread, which is the one running
+        this verb: a file inside the mount would wait for that thread forever.
+        Paths under the mount point are refused by name; whatever reaches it
+        another way (a symbolic link) is written from a helper thread, given up
+        on after SAVE_TIMEOUT with EDEADLK, and fails once this request is done.
+        """
+        path = a.file
+        if not os.path.isabs(path):
+            raise MachineError(errno.EINVAL, f"{path}: FILE must be an absolute path (the daemon's working "
+                                             "directory is not yours; `fakeproc save FILE` makes it absolute)")
+        path = os.path.normpath(path)
+        mountpoint = str(self.info().get("mountpoint") or "")
+        if mountpoint and (path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")):
+            raise MachineError(errno.EINVAL, f"{path} is inside this mount ({mountpoint}): save it elsewhere")
+        try:
+            text = dump_scenario(self.machine)
+        except ScenarioError as e:
+            raise MachineError(errno.EINVAL, str(e)) from None
+        failure: list[OSError] = []
+
+        def write() -> None:
+            try:
+                write_atomically(path, text)
+            except OSError as e:
+                failure.append(e)
+
+        writer = threading.Thread(target=write, name="fakeproc-save", daemon=True)
+        writer.start()
+        writer.join(self.SAVE_TIMEOUT)
+        if writer.is_alive():
+            raise MachineError(errno.EDEADLK, f"{path}: not written after {self.SAVE_TIMEOUT:g}s (does it lead "
+                                              "into this mount?)")
+        if failure:
+            e = failure[0]
+            raise MachineError(e.errno or errno.EIO, f"{path}: {e.strerror or e}")
+        m = self.machine
+        return f"saved {len(m.processes)} processes ({len(m.tasks)} threads) to {path}\n"

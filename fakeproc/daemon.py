@@ -6,6 +6,8 @@ only touched under ``lock``, by that thread and by anything trio adds.
 SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
 the daemon.  The signal handlers are installed *before* libfuse starts, so
 libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
+With ``save_on_exit`` a clean end (a signal, ``fakeproc umount``) saves the
+machine to that file once the FUSE loop is over; SIGKILL saves nothing.
 """
 
 from __future__ import annotations
@@ -24,14 +26,21 @@ from .fs.entries import FsState, Reality
 from .fs.fuseops import FakeProcFS, fuse_options
 from .fs.privilege import Privilege
 from .machine import Machine
+from .machine.scenario import ScenarioError, save_scenario
 from .mounts import unmount
 
 log = logging.getLogger(__name__)
 
 
+class SaveError(Exception):
+    """--save-on-exit could not write its file; the message says why."""
+
+
 class Daemon:
-    def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None) -> None:
+    def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None,
+                 save_on_exit: str | None = None) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
+        self.save_on_exit = os.path.abspath(save_on_exit) if save_on_exit else None
         self.machine = machine
         self.privilege = privilege
         self.lock = threading.Lock()
@@ -41,7 +50,11 @@ class Daemon:
         self.ops = FakeProcFS(self.state, self.lock)  # after logging is configured: it reads the level
 
     def info(self) -> dict[str, Any]:
-        return {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint, "privilege": self.privilege.name}
+        info: dict[str, Any] = {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint,
+                                "privilege": self.privilege.name}
+        if self.save_on_exit:
+            info["save_on_exit"] = self.save_on_exit
+        return info
 
     def run_fuse(self) -> None:
         from fuse import FUSE
@@ -76,3 +89,16 @@ class Daemon:
                  len(self.machine.processes), self.mountpoint, self.privilege.name)
         trio.run(self._supervise)
         log.info("unmounted %s", self.mountpoint)
+        if self.save_on_exit:
+            self.save(self.save_on_exit)
+
+    def save(self, path: str) -> None:
+        """Write the machine to ``path`` atomically; SaveError (logged) if that fails."""
+        with self.lock:
+            try:
+                save_scenario(self.machine, path)
+            except (OSError, ScenarioError) as e:
+                msg = f"could not save the machine to {path}: {getattr(e, 'strerror', None) or e}"
+                log.error("%s", msg)
+                raise SaveError(msg) from e
+        log.info("saved the machine (%d processes) to %s", len(self.machine.processes), path)

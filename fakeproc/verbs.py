@@ -113,6 +113,9 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     v = verb("ps", "list the processes with uid, comm, oom_adj, oom_score and memory")
     v.add_argument("--json", action="store_true", help="one JSON object per process")
     verb("info", "describe the machine: kernel era, memory, clock, daemon")
+    v = verb("save", "write the machine to FILE as a scenario that fakeproc mount --scenario FILE loads again "
+                     "(replaced atomically: a temporary file, then rename)")
+    v.add_argument("file", metavar="FILE", help="an absolute path, as the daemon sees it (not inside the mount)")
     return p
 
 

@@ -1,36 +1,100 @@
-"""Scenario files: a simulated machine written by hand, in TOML.
+"""Scenario files: a simulated machine written by hand, in TOML -- or saved by fakeproc.
 
 The format is documented in the README ("Scenario files") and by the embedded
 default, ``fakeproc/scenarios/default.toml``.  Processes are created in file
 order, which is also the order the OOM killer walks them (for_each_process).
+
+:func:`dump_scenario` writes a running machine in the same format (``fakeproc
+save``, ``fakeproc mount --save-on-exit``) so that :func:`load_scenario`
+rebuilds it value for value.  What a hand-written file rarely needs, a saved
+one uses; every such key is optional, and files without them (the default
+scenario among them) load exactly as before:
+
+``[machine]``
+    ``kernel = "2.6.32"``: the era the machine was saved under.  The loader
+    uses the era it is given; ``fakeproc mount --scenario FILE`` takes this one
+    when ``--kernel`` is not given.
+    ``next_pid = 703``: the pid the next fork() gets (default: one past the
+    highest pid listed; higher when the newest processes have exited).
+    ``oom_adj_deprecation_warned = true``: 6.x printed its one-time warning
+    about ``/proc/PID/oom_adj`` already.
+
+``[[process]]``
+    ``utime``, ``stime``: the leader thread's user and system CPU time in
+    jiffies, exactly (instead of ``cpu``/``sys_cpu``, which are spread over the
+    threads).  ``exited_cputime``: jiffies of threads that have exited, still
+    counted in the process's total (``thread_group_cputime()``).
+    ``threads = [601, {tid = 602, utime = 30, start = 7.5, oom_adj = -17}]``: a
+    list entry may be a table of what differs from the leader for that thread:
+    ``comm``, ``uid``, ``gid``, ``nice``, ``caps``, ``start`` (default: the
+    process's), ``utime``/``stime`` (default 0), ``swapoff`` (default false, as
+    for the old forms: PF_OOM_ORIGIN is the flag of the one thread running
+    swapoff), ``mems`` and, in 2.6.31 only (where each thread has its own),
+    ``oom_adj``.
+    ``mm = 400``: shares the address space of process 400, listed before (no
+    memory keys then; with 2.6.31-rc its ``oom_adj`` is that address space's).
+    ``multiprocess = true``: the address space is flagged MMF_MULTIPROCESS (a
+    ``clone(CLONE_VM)`` child shares or shared it).
+    ``pgtables_bytes = 6144``: page-table bytes exactly (``pgtables`` is
+    rounded down to whole pages).  An explicit ``vm = 0`` now stays 0 (only a
+    missing ``vm`` defaults to ``rss``, as before).
+    ``vfork_parent = 400``: a vfork child, vfork()ed by thread 400 (listed
+    before; a thread of its parent): unlike ``vfork = true`` it does not take
+    its parent's address space, which ``mm`` or the memory keys give.
+    ``vfork_parent_exited = 400``: instead, the task that vfork()ed it has
+    exited (400: its process); ``in_vfork = false`` when the child no longer
+    shares the address space that task had (default true; 6.x counts a child
+    in vfork as unkillable).
+    ``caps = 0x1ffffffffff``: an integer bit mask is accepted too.
+
+``[[dmesg]]`` (after the processes)
+    ``time = 172800.0`` and ``text = "..."``: one kernel log record.
+
+A saved file lists processes in creation order, except that a parent always
+comes before its children: a process re-parented to an init created after it
+(possible only when init is not the first process) moves after init, which
+changes nothing the killer sees (it never picks init).  Not kept: the daemon's
+own settings (privilege, mount point), ``[machine] description``, init's
+children order as re-parenting left it (no rule reads it), ``Mm.users`` and
+the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import tempfile
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..kernel.caps import CAP_ALL, parse_caps
+from ..kernel import ERA_NAMES
+from ..kernel.caps import CAP_ALL, CAPABILITIES, parse_caps
 from ..kernel.eras import (
+    AdjHome,
     Era,
     legacy_to_score_adj,
     oom_adj_in_range,
     oom_score_adj_in_range,
     score_adj_to_legacy,
 )
-from ..units import parse_duration, parse_size
+from ..units import format_size, parse_duration, parse_size
 from .errors import MachineError
 from .machine import Machine
-from .task import PAGE_SIZE, Mm, Task
+from .task import PAGE_SIZE, Mm, SignalStruct, Task
 
-MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "description"}
-PROCESS_KEYS = {
-    "pid", "parent", "comm", "uid", "gid", "nice", "caps", "vm", "rss", "file_rss", "shmem_rss", "swap",
-    "pgtables", "cpu", "sys_cpu", "start", "threads", "oom_adj", "oom_score_adj", "oom_score_adj_min", "kthread",
-    "vfork", "clone_vm", "swapoff", "mems",
+MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "description", "kernel", "next_pid", "oom_adj_deprecation_warned"}
+MEMORY_KEYS = {"vm", "rss", "file_rss", "shmem_rss", "swap", "pgtables", "pgtables_bytes"}
+PROCESS_KEYS = MEMORY_KEYS | {
+    "pid", "parent", "comm", "uid", "gid", "nice", "caps", "cpu", "sys_cpu", "start", "threads", "oom_adj",
+    "oom_score_adj", "oom_score_adj_min", "kthread", "vfork", "clone_vm", "swapoff", "mems",
+    # written by dump_scenario (see the module docstring)
+    "utime", "stime", "exited_cputime", "mm", "multiprocess", "vfork_parent", "vfork_parent_exited", "in_vfork",
 }
+THREAD_KEYS = {"tid", "comm", "uid", "gid", "nice", "caps", "start", "utime", "stime", "oom_adj", "swapoff", "mems"}
+DMESG_KEYS = {"time", "text"}
 
 
 class ScenarioError(ValueError):
@@ -53,11 +117,29 @@ def load_scenario(path: str | Path | None, era: Era) -> Machine:
     return build_machine(text, era, name)
 
 
+def scenario_kernel(path: str | Path | None) -> str | None:
+    """The era a scenario file says it was saved under (``[machine] kernel``), if it says one.
+
+    Errors are left to :func:`load_scenario`, which reports them properly.
+    """
+    if path is None:
+        return None
+    try:
+        kernel = tomllib.loads(Path(path).read_text()).get("machine", {}).get("kernel")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kernel if kernel in ERA_NAMES else None
+
+
 def _caps(value: Any, uid: int, where: str) -> int:
     if value is None:
         return CAP_ALL if uid == 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ScenarioError(f"{where}: caps cannot be negative")
+        return value
     if not isinstance(value, (str, list)):
-        raise ScenarioError(f"{where}: caps must be \"all\", \"none\" or a list of names")
+        raise ScenarioError(f"{where}: caps must be \"all\", \"none\", a list of names or a bit mask")
     try:
         return parse_caps(value)
     except ValueError as e:
@@ -71,25 +153,38 @@ def _pages(spec: dict[str, Any], key: str, where: str) -> int:
         raise ScenarioError(f"{where}: {key}: {e}") from e
 
 
+def _count(spec: dict[str, Any], key: str, default: int = 0) -> int:
+    """A non-negative integer key (jiffies, byte counts, pids)."""
+    v = spec.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ScenarioError(f"{key} must be a non-negative integer")
+    return v
+
+
 def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{name}: {e}") from e
-    unknown = set(doc) - {"machine", "process"}
+    unknown = set(doc) - {"machine", "process", "dmesg"}
     if unknown:
-        raise ScenarioError(f"{name}: unknown section(s) {sorted(unknown)}; expected [machine] and [[process]]")
+        raise ScenarioError(f"{name}: unknown section(s) {sorted(unknown)}; expected [machine], [[process]] "
+                            "and [[dmesg]]")
     mspec = doc.get("machine", {})
     bad = set(mspec) - MACHINE_KEYS
     if bad:
         raise ScenarioError(f"{name}: [machine]: unknown key(s) {sorted(bad)}; known: {sorted(MACHINE_KEYS)}")
+    if "kernel" in mspec and mspec["kernel"] not in ERA_NAMES:
+        raise ScenarioError(f"{name}: [machine]: kernel must be one of {', '.join(ERA_NAMES)}")
     try:
         m = Machine(era, ram=parse_size(mspec.get("ram", "4G")), swap=parse_size(mspec.get("swap", 0)),
                     hz=int(mspec.get("hz", 250)), uptime=parse_duration(mspec.get("uptime", 0)))
+        next_pid = _count(mspec, "next_pid", 1)
     except ValueError as e:
         raise ScenarioError(f"{name}: [machine]: {e}") from e
     if m.hz not in (100, 250, 300, 1000):
         raise ScenarioError(f"{name}: [machine]: hz must be 100, 250, 300 or 1000")
+    m.deprecation_warned = bool(mspec.get("oom_adj_deprecation_warned", False))
     for i, spec in enumerate(doc.get("process", [])):
         where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
         try:
@@ -102,7 +197,35 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
             raise ScenarioError(f"{where}: {e}") from e
     if 1 not in m.processes:
         raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
+    m.next_pid = max(m.next_pid, next_pid)
+    for i, rec in enumerate(doc.get("dmesg", [])):
+        bad = set(rec) - DMESG_KEYS
+        if bad or not isinstance(rec.get("text"), str):
+            raise ScenarioError(f"{name}: dmesg record #{i + 1}: needs text (a string) and time, nothing else")
+        try:
+            m.log.records.append((parse_duration(rec.get("time", 0)), rec["text"]))
+        except ValueError as e:
+            raise ScenarioError(f"{name}: dmesg record #{i + 1}: {e}") from e
     return m
+
+
+def _own_mm(spec: dict[str, Any], where: str) -> Mm:
+    """An address space of the process's own, from the memory keys."""
+    rss_anon = _pages(spec, "rss", where)
+    if "pgtables_bytes" in spec:
+        if "pgtables" in spec:
+            raise ScenarioError("pgtables and pgtables_bytes say the same thing; give one")
+        pgtables = _count(spec, "pgtables_bytes")
+    else:
+        pgtables = _pages(spec, "pgtables", where) * PAGE_SIZE
+    return Mm(total_vm=_pages(spec, "vm", where) if "vm" in spec else rss_anon, rss_anon=rss_anon,
+              rss_file=_pages(spec, "file_rss", where), rss_shmem=_pages(spec, "shmem_rss", where),
+              swap=_pages(spec, "swap", where), pgtables=pgtables)
+
+
+def _exited_task(tgid: int, mm: Mm) -> Task:
+    """What is left of a vfork parent that has exited: its process id and the mm it had."""
+    return Task(tgid, tgid, "", 0, 0, SignalStruct(), mm, None, 0.0)
 
 
 def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
@@ -119,23 +242,38 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     uid = int(spec.get("uid", parent.uid if parent is not None else 0))  # as after fork()
     gid = int(spec.get("gid", uid))
     kthread = bool(spec.get("kthread", False))
-    if spec.get("vfork") or spec.get("clone_vm"):
+    old_style = bool(spec.get("vfork") or spec.get("clone_vm"))
+    new_style = {"mm", "vfork_parent", "vfork_parent_exited", "in_vfork"} & set(spec)
+    if old_style and new_style:
+        raise ScenarioError(f"vfork/clone_vm (share the parent's address space) and {sorted(new_style)} "
+                            "exclude each other")
+    if old_style:
         if not ppid:
             raise ScenarioError("a vfork or clone_vm child needs a parent")
         t = m.fork(ppid, vfork=bool(spec.get("vfork")), share_vm=bool(spec.get("clone_vm")), pid=pid, comm=comm,
                    uid=uid, gid=gid)
     else:
         mm = None
-        if not kthread:
-            rss_anon = _pages(spec, "rss", where)
-            mm = Mm(total_vm=_pages(spec, "vm", where) or rss_anon, rss_anon=rss_anon,
-                    rss_file=_pages(spec, "file_rss", where), rss_shmem=_pages(spec, "shmem_rss", where),
-                    swap=_pages(spec, "swap", where), pgtables=_pages(spec, "pgtables", where) * PAGE_SIZE)
-        t = m.spawn(comm, pid=pid, parent=m.processes.get(ppid), uid=uid, gid=gid, mm=mm, kthread=kthread)
+        if "mm" in spec:
+            owner = m.processes.get(_count(spec, "mm"))
+            if owner is None or owner.mm is None:
+                raise ScenarioError(f"mm = {spec['mm']}: no process with an address space listed before")
+            if MEMORY_KEYS & set(spec):
+                raise ScenarioError(f"a process sharing the address space of {owner.tgid} takes its memory "
+                                    f"from it: no {sorted(MEMORY_KEYS & set(spec))}")
+            mm = owner.mm
+        elif not kthread:
+            mm = _own_mm(spec, where)
+        if kthread and new_style:
+            raise ScenarioError("a kernel thread has no address space to share")
+        t = m.spawn(comm, pid=pid, parent=parent, uid=uid, gid=gid, mm=mm, kthread=kthread)
+        _set_vfork_parent(m, t, spec)
+    if spec.get("multiprocess"):
+        if t.mm is None:
+            raise ScenarioError("multiprocess: a kernel thread has no address space")
+        t.mm.multiprocess = True
     t.nice = int(spec.get("nice", t.nice if t.mm is not None and t.mm.users > 1 else 0))
     t.caps = _caps(spec.get("caps"), uid, where)
-    utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
-    stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
     start = parse_duration(spec.get("start", 0))
     if start > m.uptime:
         raise ScenarioError(f"start ({start}s) is after the machine's uptime ({m.uptime}s)")
@@ -145,16 +283,81 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         t.mems = frozenset(int(n) for n in spec["mems"])
     _set_values(m, t, spec)
     threads = spec.get("threads", 1)
-    tids = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
-    for tid in tids:
-        th = m.clone_thread(pid, tid=tid)
+    entries = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
+    for entry in entries:
+        tspec = entry if isinstance(entry, dict) else {"tid": entry}
+        if "tid" not in tspec:
+            raise ScenarioError("a thread table needs its tid")
+        th = m.clone_thread(pid, tid=None if tspec["tid"] is None else int(tspec["tid"]))
         th.start_time = start
+        _set_thread(m, th, tspec, where)
+    exact = {"utime", "stime"} & set(spec) or any(
+        isinstance(e, dict) and {"utime", "stime"} & set(e) for e in entries)
+    t.signal.dead_cputime = _count(spec, "exited_cputime")
+    if exact:
+        if {"cpu", "sys_cpu"} & set(spec):
+            raise ScenarioError("cpu/sys_cpu (spread over the threads) and utime/stime (jiffies) exclude each other")
+        t.utime, t.stime = _count(spec, "utime"), _count(spec, "stime")
+        return
+    utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
+    stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
     # the process's CPU time, spread evenly over its threads (the leader takes the remainder)
     threads_now = t.signal.threads
     for i, th in enumerate(threads_now):
         share_u, share_s = utime // len(threads_now), stime // len(threads_now)
         th.utime = share_u + (utime % len(threads_now) if i == 0 else 0)
         th.stime = share_s + (stime % len(threads_now) if i == 0 else 0)
+
+
+def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
+    """vfork_parent / vfork_parent_exited (+ in_vfork): a vfork child described explicitly."""
+    if "in_vfork" in spec and "vfork_parent_exited" not in spec:
+        raise ScenarioError("in_vfork goes with vfork_parent_exited (a live vfork parent's address space says it)")
+    if "vfork_parent" in spec:
+        if "vfork_parent_exited" in spec:
+            raise ScenarioError("vfork_parent and vfork_parent_exited exclude each other")
+        vp = m.tasks.get(_count(spec, "vfork_parent"))
+        if vp is None or vp is t:
+            raise ScenarioError(f"vfork_parent {spec['vfork_parent']} must be a thread listed before")
+        t.vfork_parent = vp
+    elif "vfork_parent_exited" in spec:
+        in_vfork = spec.get("in_vfork", True)
+        if not isinstance(in_vfork, bool):
+            raise ScenarioError("in_vfork must be true or false")
+        t.vfork_parent = _exited_task(_count(spec, "vfork_parent_exited"), t.mm if in_vfork else Mm())
+
+
+def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None:
+    """What a ``threads`` table says of one thread; the rest is the leader's (clone() copied it)."""
+    bad = set(tspec) - THREAD_KEYS
+    if bad:
+        raise ScenarioError(f"thread {tspec.get('tid')}: unknown key(s) {sorted(bad)}; known: {sorted(THREAD_KEYS)}")
+    if "comm" in tspec:
+        th.comm = str(tspec["comm"])[:15]
+    if "uid" in tspec:
+        th.uid = int(tspec["uid"])
+    if "gid" in tspec:
+        th.gid = int(tspec["gid"])
+    if "nice" in tspec:
+        th.nice = int(tspec["nice"])
+    if "caps" in tspec:
+        th.caps = _caps(tspec["caps"], th.uid, f"{where}: thread {th.tid}")
+    if "start" in tspec:
+        start = parse_duration(tspec["start"])
+        if start > m.uptime:
+            raise ScenarioError(f"thread {th.tid}: start ({start}s) is after the machine's uptime ({m.uptime}s)")
+        th.start_time = start
+    th.utime, th.stime = _count(tspec, "utime"), _count(tspec, "stime")
+    if "swapoff" in tspec:
+        th.oom_origin = bool(tspec["swapoff"])
+    if "mems" in tspec:
+        th.mems = frozenset(int(n) for n in tspec["mems"])
+    if "oom_adj" in tspec:
+        adj = int(tspec["oom_adj"])
+        if not oom_adj_in_range(adj):
+            raise ScenarioError(f"thread {th.tid}: oom_adj must be -17 or -16..15")
+        if m.era.adj_home is AdjHome.TASK:  # elsewhere the process's value applies
+            th.oom_adj = adj
 
 
 def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
@@ -179,3 +382,260 @@ def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
             adj = score_adj_to_legacy(int(score_adj))  # as probe.py does for kernels before oom_score_adj
         if adj is not None:
             m.store_adj(t, int(adj))
+
+
+# --------------------------------------------------------------------------------------------------
+# Saving: dump_scenario() writes what build_machine() reads back.
+
+
+class _Raw(str):
+    """A value already written as TOML (a hexadecimal bit mask)."""
+
+
+def _toml_str(s: str) -> str:
+    """A TOML basic string.  Lone surrogates (not text, so not TOML) become U+FFFD."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\b\t\n\f\r":
+            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\u{o:04X}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append("\uFFFD")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_num(x: float) -> str:
+    """An exact TOML number: integral values as integers, others as Python's shortest repr."""
+    if isinstance(x, int):
+        return str(x)
+    if math.isfinite(x) and x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    return repr(x)  # 0.25, 1e-05, 1e+16, inf, nan: all TOML floats
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, _Raw):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return _toml_num(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def _size_value(nbytes: int) -> str | int:
+    return format_size(nbytes) if nbytes else 0
+
+
+def _caps_value(caps: int) -> str | list[str] | _Raw:
+    if caps == CAP_ALL:
+        return "all"
+    if caps == 0:
+        return "none"
+    names = [name for name, bit in CAPABILITIES.items() if caps >> bit & 1]
+    if sum(1 << CAPABILITIES[n] for n in names) == caps:
+        return names
+    return _Raw(f"{caps:#x}")
+
+
+def _line(key: str, value: Any) -> str:
+    return f"{key} = {_toml(value)}"
+
+
+def _alive(m: Machine, t: Task | None) -> bool:
+    return t is not None and m.tasks.get(t.tid) is t
+
+
+def _dump_order(m: Machine) -> list[Task]:
+    """Creation order, except that whatever a process refers to (its parent, the thread that
+    vfork()ed it) comes first: a depth-first walk, without recursion (parent chains can be long)."""
+
+    def deps(p: Task) -> list[Task]:
+        out = []
+        if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent:
+            out.append(p.parent)
+        if _alive(m, p.vfork_parent):
+            out.append(p.vfork_parent.leader)
+        return out
+
+    done: set[int] = set()
+    order: list[Task] = []
+    for root in m.processes.values():
+        if root.tgid in done:
+            continue
+        stack = [(root, iter(deps(root)))]
+        on_stack = {root.tgid}
+        while stack:
+            node, pending = stack[-1]
+            nxt = next(pending, None)
+            if nxt is None:
+                stack.pop()
+                on_stack.discard(node.tgid)
+                if node.tgid not in done:
+                    done.add(node.tgid)
+                    order.append(node)
+            elif nxt.tgid not in done and nxt.tgid not in on_stack:  # on_stack: a cycle; the loader says so
+                on_stack.add(nxt.tgid)
+                stack.append((nxt, iter(deps(nxt))))
+    return order
+
+
+def _thread_entry(m: Machine, p: Task, th: Task) -> int | dict[str, Any]:
+    """A thread as the loader reads it: its tid, and what clone() would not have given it."""
+    d: dict[str, Any] = {"tid": th.tid}
+    for key, mine, leaders in (("comm", th.comm, p.comm), ("uid", th.uid, p.uid), ("gid", th.gid, p.gid),
+                               ("nice", th.nice, p.nice)):
+        if mine != leaders:
+            d[key] = mine
+    if th.caps != p.caps:
+        d["caps"] = _caps_value(th.caps)
+    if th.start_time != p.start_time:
+        d["start"] = th.start_time
+    if th.utime:
+        d["utime"] = th.utime
+    if th.stime:
+        d["stime"] = th.stime
+    if m.era.adj_home is AdjHome.TASK and th.oom_adj != p.oom_adj:
+        d["oom_adj"] = th.oom_adj
+    if th.oom_origin:  # PF_OOM_ORIGIN belongs to the thread running swapoff: clone() does not copy it
+        d["swapoff"] = True
+    if th.mems != p.mems:
+        d["mems"] = sorted(th.mems)
+    return th.tid if len(d) == 1 else d
+
+
+def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> list[str]:
+    era = m.era
+    parent = p.parent if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent else None
+    out = [_line("pid", p.tgid), _line("parent", parent.tgid if parent is not None else 0), _line("comm", p.comm)]
+    if p.kthread:
+        out.append(_line("kthread", True))
+    out += [_line("uid", p.uid), _line("gid", p.gid), _line("nice", p.nice), _line("caps", _caps_value(p.caps)),
+            _line("start", p.start_time)]
+    if p.utime:
+        out.append(_line("utime", p.utime))
+    if p.stime:
+        out.append(_line("stime", p.stime))
+    if p.signal.dead_cputime:
+        out.append(_line("exited_cputime", p.signal.dead_cputime))
+    mm = p.mm
+    for th in p.signal.threads[1:]:
+        if th.mm is not mm:
+            raise ScenarioError(f"cannot save thread {th.tid}: its address space is not its process's")
+    if mm is not None:
+        owner = mm_owner.get(id(mm))
+        if owner is not None:
+            out.append(_line("mm", owner[1]))
+        else:
+            mm_owner[id(mm)] = (mm, p.tgid)
+            out += [_line("vm", _size_value(mm.total_vm * PAGE_SIZE)),
+                    _line("rss", _size_value(mm.rss_anon * PAGE_SIZE))]
+            for key, pages in (("file_rss", mm.rss_file), ("shmem_rss", mm.rss_shmem), ("swap", mm.swap)):
+                if pages:
+                    out.append(_line(key, _size_value(pages * PAGE_SIZE)))
+            if mm.pgtables % PAGE_SIZE:
+                out.append(_line("pgtables_bytes", mm.pgtables))
+            elif mm.pgtables:
+                out.append(_line("pgtables", _size_value(mm.pgtables)))
+            if mm.multiprocess:
+                out.append(_line("multiprocess", True))
+    vp = p.vfork_parent
+    if vp is not None:
+        if _alive(m, vp):
+            out.append(_line("vfork_parent", vp.tid))
+        else:
+            out += [_line("vfork_parent_exited", vp.tgid), _line("in_vfork", vp.mm is mm)]
+    home = era.adj_home
+    if home is AdjHome.SIGNAL_SCORE_ADJ:
+        out += [_line("oom_score_adj", p.signal.oom_score_adj),
+                _line("oom_score_adj_min", p.signal.oom_score_adj_min)]
+    elif home is AdjHome.SIGNAL:
+        out.append(_line("oom_adj", p.signal.oom_adj))
+    elif home is AdjHome.TASK:
+        out.append(_line("oom_adj", p.oom_adj))
+    elif mm is not None:  # AdjHome.MM: the address space's value (a kernel thread has none)
+        out.append(_line("oom_adj", mm.oom_adj))
+    if p.oom_origin:
+        out.append(_line("swapoff", True))
+    if p.mems != frozenset({0}):
+        out.append(_line("mems", sorted(p.mems)))
+    threads = [_thread_entry(m, p, th) for th in p.signal.threads[1:]]
+    if threads:
+        out.append("threads = [")
+        out += [f"  {_toml(e)}," for e in threads]
+        out.append("]")
+    return out
+
+
+def dump_scenario(machine: Machine) -> str:
+    """The machine as a scenario file that :func:`load_scenario` rebuilds value for value.
+
+    Every process, thread, address space and value the OOM files read, the
+    clock, the next pid, the kernel log and 6.x's one-time deprecation
+    warning.  The text depends only on the machine (no timestamps), so
+    dump -> load -> dump gives the same text.
+    """
+    m = machine
+    out = [
+        "# A fakeproc machine, saved by `fakeproc save` or `fakeproc mount --save-on-exit`.",
+        "# Load it again with: fakeproc mount --scenario THIS_FILE",
+        "# (the keys are described in the README, \"Scenario files\", and in fakeproc/machine/scenario.py;",
+        "# sizes in bytes with k/M/G suffixes, times in seconds, utime/stime/exited_cputime in jiffies)",
+        "",
+        "[machine]",
+        _line("kernel", m.era.name),
+        _line("ram", _size_value(m.ram_pages * PAGE_SIZE)),
+        _line("swap", _size_value(m.swap_pages * PAGE_SIZE)),
+        _line("hz", m.hz),
+        _line("uptime", m.uptime),
+        _line("next_pid", m.next_pid),
+    ]
+    if m.deprecation_warned:
+        out.append(_line("oom_adj_deprecation_warned", True))
+    mm_owner: dict[int, tuple[Mm, int]] = {}  # id(mm) -> (mm, the first process written with it)
+    for p in _dump_order(m):
+        out += ["", "[[process]]"] + _process_lines(m, p, mm_owner)
+    for when, text in m.log.records:
+        out += ["", "[[dmesg]]", _line("time", when), _line("text", text)]
+    return "\n".join(out) + "\n"
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and rename():
+    readers see the old file or the new one, never half of one.  An existing file keeps its mode."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_scenario(machine: Machine, path: str | Path) -> None:
+    """dump_scenario() to ``path``, atomically."""
+    write_atomically(path, dump_scenario(machine))

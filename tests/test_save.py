@@ -1,0 +1,412 @@
+"""Saving a machine and loading it again, value for value.
+
+(a) randomly built machines, every era: dump -> load -> dump gives the same text, and every OOM
+    file of every thread reads the same on both machines, before and after the killer runs;
+(b) through real mounts: `fakeproc save`, then a new mount of the saved file;
+(c) `fakeproc mount --save-on-exit FILE`: a clean unmount saves, and the file mounts again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from fakeproc.kernel.eras import ERAS, AdjHome
+from fakeproc.machine import Caller, Machine, MachineError
+from fakeproc.machine.scenario import ScenarioError, build_machine, dump_scenario, load_scenario
+from fakeproc.machine.task import PAGE_SIZE, Mm
+
+from .conftest import Mount, fakeproc, sh
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ERA_LIST = list(ERAS)
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) property: random machines built with the Machine API
+
+
+class Writer:
+    """A writer of the OOM files, privileged or not."""
+
+    def __init__(self, privileged: bool) -> None:
+        self._privileged = privileged
+
+    def privileged(self) -> bool:
+        return self._privileged
+
+    def caller(self) -> Caller:
+        return Caller(4242, 0 if self._privileged else 1000, "writer")
+
+
+def reads(m: Machine) -> dict[int, tuple[bytes, ...]]:
+    """Every OOM file of every thread, as the filesystem would serve it."""
+    out = {}
+    for tid in sorted(m.tasks):
+        out[tid] = (m.read_oom_adj(tid), m.read_oom_score(tid), m.read_oom_score_adj(tid),
+                    m.read_oom_score(tid, frozenset({0})), m.read_oom_score(tid, frozenset({1})))
+    return out
+
+
+def ps(m: Machine) -> list[dict[str, object]]:
+    return sorted((m.describe(p) for p in m.iter_processes()), key=lambda r: r["pid"])
+
+
+def assert_same(a: Machine, b: Machine) -> None:
+    assert reads(a) == reads(b)
+    assert ps(a) == ps(b)
+    assert a.log.text() == b.log.text()
+    assert (a.next_pid, a.deprecation_warned, a.uptime) == (b.next_pid, b.deprecation_warned, b.uptime)
+
+
+def pick(data, items, label):
+    items = sorted(items, key=lambda t: t.tid)
+    return data.draw(st.sampled_from(items), label=label) if items else None
+
+
+def value_bytes(data, era_name: str, score_adj: bool) -> bytes:
+    lo, hi = (-1000, 1000) if score_adj else (-17, 15)
+    v = data.draw(st.one_of(st.integers(lo, hi), st.integers(lo - 5, hi + 5)), label="value")
+    return data.draw(st.sampled_from([b"%d\n" % v, b"%d" % v, b" %d \n" % v, b"junk", b"%dx" % v]), label="bytes")
+
+
+def build_random_machine(data, era_name: str) -> Machine:
+    era = ERAS[era_name]
+    m = Machine(era, ram=data.draw(st.integers(1, 1 << 20), label="ram pages") * PAGE_SIZE,
+                swap=data.draw(st.integers(0, 1 << 18), label="swap pages") * PAGE_SIZE,
+                hz=data.draw(st.sampled_from([100, 250, 300, 1000]), label="hz"),
+                uptime=data.draw(st.one_of(st.integers(0, 10**6), st.floats(0, 1e6)), label="uptime"))
+    late_init = data.draw(st.booleans(), label="init created late")
+    if late_init:  # a process older than init, whose children init will adopt
+        m.spawn("early", pid=50, mm=Mm(total_vm=100, rss_anon=50))
+        m.fork(50, comm="early-child")
+    m.spawn("init", pid=1, mm=Mm(total_vm=data.draw(st.integers(0, 5000)), rss_anon=data.draw(st.integers(0, 500))))
+    if data.draw(st.booleans(), label="kthreadd"):
+        m.spawn("kthreadd", pid=2, kthread=True)
+    comms = st.text(st.characters(blacklist_categories=("Cs",)), max_size=18)
+    for _ in range(data.draw(st.integers(0, 30), label="steps")):
+        op = data.draw(st.sampled_from([
+            "fork", "fork", "vfork", "vfork", "clone", "thread", "thread", "exec", "exit", "exit", "memory",
+            "grow", "cpu", "tick", "store", "write", "write", "attrs", "oom", "spawn"]), label="op")
+        tasks = list(m.tasks.values())
+        if not tasks:  # 2.6.31-rc's killer can take init too
+            break
+        procs = list(m.processes.values())
+        user_tasks = [t for t in tasks if t.mm is not None]
+        try:
+            if op in ("fork", "vfork", "clone"):
+                pt = pick(data, user_tasks if op != "fork" else tasks, "parent")
+                if pt is None:
+                    continue
+                uid = data.draw(st.sampled_from([None, 0, 1000]), label="uid") if op == "fork" else None
+                comm = data.draw(st.one_of(st.none(), comms), label="comm")
+                m.fork(pt.tid, uid=uid, comm=comm, vfork=op == "vfork", share_vm=op == "clone")
+            elif op == "thread":
+                m.clone_thread(pick(data, tasks, "creator").tid)
+            elif op == "exec":
+                p = pick(data, [p for p in procs if not p.kthread], "execer")
+                if p is not None:
+                    m.exec(p.tid, data.draw(comms, label="new comm"),
+                           vm=data.draw(st.integers(0, 1 << 30)), rss=data.draw(st.integers(0, 1 << 28)))
+            elif op == "exit":
+                m.exit(pick(data, tasks, "exiting").tid)
+            elif op == "memory":
+                p = pick(data, procs, "mem")
+                fields = data.draw(st.dictionaries(
+                    st.sampled_from(["total_vm", "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables"]),
+                    st.integers(0, 1 << 22)), label="fields")
+                m.set_memory(p.tid, **fields)
+            elif op == "grow":
+                m.grow(pick(data, procs, "grower").tid, data.draw(st.integers(-(1 << 30), 1 << 30)))
+            elif op == "cpu":
+                m.charge_cpu(pick(data, tasks, "cpu").tid, data.draw(st.floats(0, 1e5)), data.draw(st.booleans()))
+            elif op == "tick":
+                m.tick(data.draw(st.one_of(st.integers(0, 10**5), st.floats(0, 1e5)), label="tick"))
+            elif op == "store":
+                p = pick(data, procs, "store")
+                if era.has_score_adj:
+                    m.store_adj(p, data.draw(st.integers(-1000, 1000)),
+                                data.draw(st.one_of(st.none(), st.integers(-1000, 1000))))
+                else:
+                    m.store_adj(p, data.draw(st.sampled_from([-17, *range(-16, 16)])))
+            elif op == "write":
+                t = pick(data, tasks, "written")
+                writer = Writer(data.draw(st.booleans(), label="privileged"))
+                if era.has_score_adj and data.draw(st.booleans(), label="oom_score_adj file"):
+                    m.write_oom_score_adj(t.tid, value_bytes(data, era_name, True), writer)
+                else:
+                    m.write_oom_adj(t.tid, value_bytes(data, era_name, False), writer)
+            elif op == "attrs":  # what `ctl set` changes, and what only a scenario sets; some on one thread
+                t = pick(data, tasks, "attrs")
+                who = t.signal.threads if data.draw(st.booleans(), label="whole process") else [t]
+                nice = data.draw(st.one_of(st.none(), st.integers(-20, 19)), label="nice")
+                caps = data.draw(st.one_of(st.none(), st.sampled_from([0, (1 << 41) - 1, 1 << 21, (1 << 24) | 1,
+                                                                       (1 << 40) | (1 << 33)])), label="caps")
+                comm = data.draw(st.one_of(st.none(), comms), label="comm")
+                swapoff = data.draw(st.one_of(st.none(), st.booleans()), label="swapoff")
+                mems = data.draw(st.one_of(st.none(), st.frozensets(st.integers(0, 3), max_size=3)), label="mems")
+                start = data.draw(st.one_of(st.none(), st.floats(0, m.uptime)), label="start")
+                for th in who:
+                    th.nice = th.nice if nice is None else nice
+                    th.caps = th.caps if caps is None else caps
+                    th.comm = th.comm if comm is None else comm[:15]
+                    th.oom_origin = th.oom_origin if swapoff is None else swapoff
+                    th.mems = th.mems if mems is None else mems
+                    th.start_time = th.start_time if start is None else start
+            elif op == "oom":
+                m.out_of_memory(Caller(0, 0, "test"), sysrq=data.draw(st.booleans(), label="sysrq"))
+            elif op == "spawn":  # as run mode enters a process it never saw born, maybe under an old pid
+                free = [pid for pid in range(1, m.next_pid) if pid not in m.tasks]
+                pid = data.draw(st.one_of(st.none(), st.sampled_from(free)) if free else st.none(), label="pid")
+                parent = pick(data, procs, "spawn parent") if data.draw(st.booleans()) else None
+                m.spawn(data.draw(comms, label="comm"), pid=pid, parent=parent, uid=data.draw(st.sampled_from([0, 7])),
+                        mm=Mm(total_vm=data.draw(st.integers(0, 99999)), rss_anon=data.draw(st.integers(0, 9999)),
+                              pgtables=data.draw(st.integers(0, 99999))))
+        except MachineError:
+            pass
+    return m
+
+
+@pytest.mark.parametrize("era_name", ERA_LIST)
+@settings(max_examples=50, deadline=None, database=None)
+@given(data=st.data())
+def test_dump_load_dump_is_the_same_machine(era_name, data):
+    m = build_random_machine(data, era_name)
+    # a scenario needs init; 2.6.31-rc's killer takes it along when it shares its mm with a vfork child
+    assume(1 in m.processes)
+    text = dump_scenario(m)
+    loaded = build_machine(text, ERAS[era_name], "<dump>")
+    assert dump_scenario(loaded) == text
+    assert_same(m, loaded)
+    # and they go on alike: the killer picks the same victims, forks get the same pids
+    for _ in range(3):
+        ra = m.out_of_memory(Caller(0, 0, "test"))
+        rb = loaded.out_of_memory(Caller(0, 0, "test"))
+        assert [t.tid for t in ra.killed] == [t.tid for t in rb.killed]
+        assert dump_scenario(m) == dump_scenario(loaded)
+        assert_same(m, loaded)
+    if 1 in m.processes:
+        assert m.fork(1).tid == loaded.fork(1).tid
+
+
+@pytest.mark.parametrize("era_name", ERA_LIST)
+def test_the_default_scenario_round_trips(era_name):
+    m = load_scenario(None, ERAS[era_name])
+    text = dump_scenario(m)
+    loaded = build_machine(text, ERAS[era_name])
+    assert dump_scenario(loaded) == text
+    assert_same(m, loaded)
+    assert f'kernel = "{era_name}"' in text
+
+
+def test_the_tricky_cases_by_hand():
+    """vfork parents that exec'd or exited, a thread's own vfork child, clone_vm peers, odd sizes."""
+    m = load_scenario(None, ERAS["6.x"])
+    a = m.fork(1, comm="a").tid
+    m.set_memory(a, pgtables=1000)  # not whole pages
+    t = m.clone_thread(a).tid
+    v1 = m.fork(t, vfork=True, comm="v1").tid  # vfork()ed by a non-leader thread ...
+    v2 = m.fork(a, vfork=True, comm="v2").tid
+    m.exec(a, "a2")  # exec() ends that thread: v1 still shares the old mm with it; v2's parent has a new one
+    c = m.fork(400, share_vm=True, comm="c").tid
+    v3 = m.fork(c, vfork=True).tid
+    m.exit(c)  # v3's vfork parent is gone but its mm lives on in v3
+    m.write_oom_adj(402, b"5", Writer(True))
+    m.write_oom_score_adj(401, b"-100", Writer(True))
+    text = dump_scenario(m)
+    assert "pgtables_bytes = 1000" in text
+    assert f"vfork_parent_exited = {a}" in text and f"vfork_parent_exited = {c}" in text
+    assert f"vfork_parent = {a}" in text
+    assert "oom_adj_deprecation_warned = true" in text and "[[dmesg]]" in text
+    loaded = build_machine(text, ERAS["6.x"])
+    assert dump_scenario(loaded) == text
+    assert_same(m, loaded)
+    for pid, in_vfork in ((v1, True), (v2, False), (v3, True)):
+        assert loaded.task(pid).in_vfork is m.task(pid).in_vfork is in_vfork
+        assert (loaded.read_oom_score(pid) == b"0\n") is in_vfork  # 6.x: a task in vfork is unkillable
+        assert loaded.describe(loaded.task(pid))["flags"] == m.describe(m.task(pid))["flags"]
+
+
+def test_a_re_parented_child_older_than_init_is_written_after_init():
+    m = Machine(ERAS["2.6.32"], uptime=100)
+    m.spawn("early", pid=50)
+    child = m.fork(50, comm="kid")
+    m.spawn("init", pid=1)
+    m.exit(50)
+    assert child.parent.tgid == 1 and list(m.processes) == [child.tid, 1]
+    text = dump_scenario(m)
+    loaded = build_machine(text, m.era)
+    assert list(loaded.processes) == [1, child.tid]
+    assert_same(m, loaded)
+
+
+def test_scenario_strings_are_escaped():
+    m = Machine(ERAS["2.6.32"])
+    m.spawn('in"it\\\n\x00\x7f\u00e9', pid=1)
+    m.printk('a "quoted"\tline\r\n\x1b[0m')
+    loaded = build_machine(dump_scenario(m), m.era)
+    assert loaded.process(1).comm == m.process(1).comm
+    assert loaded.log.text() == m.log.text()
+
+
+def test_old_files_still_load_and_new_keys_are_checked():
+    era = ERAS["2.6.32"]
+    base = '[[process]]\npid = 1\ncomm = "init"\nvm = "1M"\n'
+    with pytest.raises(ScenarioError, match="cpu/sys_cpu"):
+        build_machine(base + 'threads = [{ tid = 5, utime = 3 }]\ncpu = "1s"\n', era)
+    with pytest.raises(ScenarioError, match="takes its memory"):
+        build_machine(base + '[[process]]\npid = 2\nparent = 1\ncomm = "x"\nmm = 1\nvm = "1M"\n', era)
+    with pytest.raises(ScenarioError, match="exclude each other"):
+        build_machine(base + '[[process]]\npid = 2\nparent = 1\ncomm = "x"\nvfork = true\nmm = 1\n', era)
+    with pytest.raises(ScenarioError, match="kernel must be"):
+        build_machine('[machine]\nkernel = "3.0"\n' + base, era)
+    m = build_machine(base + 'threads = [7, { tid = 9, comm = "worker", start = 0 }]\ncaps = 0x3\n'
+                      '[machine]\nnext_pid = 100\n', era)
+    assert [t.tid for t in m.process(1).signal.threads] == [1, 7, 9]
+    assert m.task(9).comm == "worker" and m.process(1).caps == 3 and m.fork(1).tid == 100
+
+
+def test_a_saved_file_loads_under_another_era_with_converted_values():
+    m = load_scenario(None, ERAS["2.6.32"])
+    text = dump_scenario(m)
+    modern = build_machine(text, ERAS["6.x"])
+    assert modern.read_oom_score_adj(400) == b"-1000\n"  # oom_adj -17 becomes oom_score_adj -1000
+
+
+def test_per_thread_values_of_2_6_31_are_kept():
+    m = load_scenario(None, ERAS["2.6.31"])
+    m.write_oom_adj(603, b"-17", Writer(True))
+    m.charge_cpu(605, 90)
+    m.tick(60)
+    m.clone_thread(600)
+    loaded = build_machine(dump_scenario(m), m.era)
+    assert loaded.read_oom_adj(603) == b"-17\n" and loaded.read_oom_adj(600) == b"0\n"
+    assert_same(m, loaded)
+    assert m.era.adj_home is AdjHome.TASK
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) through real mounts: `fakeproc save`, and a new mount of the saved file
+
+
+def oom_files(mnt: Mount) -> dict[str, str]:
+    """Every PID/oom_* and PID/task/TID/oom_* file of a mount, with what it reads."""
+    out = {}
+    for pid in sorted(int(n) for n in os.listdir(mnt.path) if n.isdigit()):
+        dirs = [f"{pid}"] + [f"{pid}/task/{tid}" for tid in sorted(os.listdir(mnt.path / f"{pid}/task"), key=int)]
+        for d in dirs:
+            for name in sorted(os.listdir(mnt.path / d)):
+                if name.startswith("oom_"):
+                    out[f"{d}/{name}"] = mnt.read(f"{d}/{name}")
+    return out
+
+
+def ps_json(mnt: Mount) -> list[dict[str, object]]:
+    return [json.loads(line) for line in fakeproc("ps", "-m", str(mnt.path), "--json").stdout.splitlines()]
+
+
+def change_the_machine(mnt: Mount, era: str) -> None:
+    """Shell writes and control verbs: forks, vfork, threads, CPU, memory, the clock, values, a kill."""
+    p = str(mnt.path)
+    sched = mnt.new_pid("fork", "1", "--comm", "sched")
+    mnt.ctl("grow", str(sched), "1G")
+    assert sh(f"echo -17 > {p}/{sched}/oom_adj").returncode == 0
+    child = mnt.new_pid("vfork", str(sched), "--comm", "job")
+    assert sh(f"echo 3 > {p}/{child}/oom_adj").returncode == 0
+    tid = mnt.new_pid("thread", "600")
+    assert sh(f"echo -5 > {p}/600/task/{tid}/oom_adj").returncode == 0  # 2.6.31: this thread only
+    mnt.ctl("cpu", str(tid), "90s")
+    mnt.ctl("cpu", "601", "1m", "--system")
+    mnt.ctl("exit", "602")  # its CPU time stays in the process's total
+    mnt.ctl("tick", "1h30m")
+    mnt.ctl("mem", "401", "--pgtables", "6000", "--swap", "1M", "--file-rss", "64k")
+    mnt.ctl("set", "700", "--nice", "3", "--caps", "sys_admin,kill", "--comm", "dns")
+    mnt.ctl("clone", "700", "--comm", "dns-peer")
+    if era == "6.x":
+        assert sh(f"echo 250 > {p}/401/oom_score_adj").returncode == 0
+    mnt.ctl("exit", "400")  # 401 and the vfork child go to init; the child still shares 400's old mm
+    mnt.ctl("oom")  # kills someone and writes the kernel log
+
+
+@pytest.mark.parametrize("era", ERA_LIST)
+def test_save_and_mount_the_file_again(mount_factory, tmp_path, era):
+    a = mount_factory("--kernel", era, name="a")
+    change_the_machine(a, era)
+    r = fakeproc("save", "-m", str(a.path), "saved.toml", cwd=tmp_path)  # a relative FILE is made absolute
+    assert r.stdout.startswith("saved ") and str(tmp_path / "saved.toml") in r.stdout
+    saved = tmp_path / "saved.toml"
+    b = mount_factory("--scenario", str(saved), name="b")  # no --kernel: the era it was saved under
+    assert f"kernel: {era}\n" in b.ctl("info")
+    assert ps_json(b) == ps_json(a)
+    files = oom_files(a)
+    assert files == oom_files(b)
+    assert len(files) > 20 and (era != "6.x" or any(k.endswith("oom_score_adj") for k in files))
+    assert b.read("fakeproc/dmesg") == a.read("fakeproc/dmesg")
+    b.ctl("save", str(tmp_path / "again.toml"))
+    assert (tmp_path / "again.toml").read_text() == saved.read_text()
+    # both go on alike
+    assert a.ctl("oom") == b.ctl("oom")
+    assert a.new_pid("fork", "1") == b.new_pid("fork", "1")
+    assert oom_files(a) == oom_files(b)
+
+
+def test_save_errors_are_errnos(mnt, tmp_path):
+    r = fakeproc("ctl", "-m", str(mnt.path), "save", "relative.toml", check=False)
+    assert r.returncode == 1 and "absolute path" in r.stderr
+    r = fakeproc("save", "-m", str(mnt.path), str(mnt.path / "inside.toml"), check=False)
+    assert r.returncode == 1 and "inside this mount" in r.stderr
+    r = fakeproc("save", "-m", str(mnt.path), str(tmp_path / "no/such/dir/x.toml"), check=False)
+    assert r.returncode == 1 and "No such file or directory" in r.stderr
+    with pytest.raises(OSError) as e:  # the same through the control file: the errno
+        (mnt.path / "fakeproc/control").write_text(f"save {tmp_path}\n")
+    assert e.value.errno in (21, 16)  # EISDIR (rename onto a directory) or EBUSY
+    target = tmp_path / "kept.toml"
+    target.write_text("old")
+    target.chmod(0o600)
+    mnt.ctl("save", str(target))
+    assert target.stat().st_mode & 0o777 == 0o600 and "[[process]]" in target.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+# --------------------------------------------------------------------------------------------------
+# (c) --save-on-exit
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("how", ["umount", "SIGTERM", "SIGHUP", "SIGKILL"])
+def test_save_on_exit(mount_factory, tmp_path, how):
+    state = tmp_path / "state.toml"
+    mnt = mount_factory("--kernel", "6.x", "--save-on-exit", str(state))
+    assert f"save_on_exit: {state}" in mnt.ctl("info")
+    assert sh(f"echo -17 > {mnt.path}/500/oom_adj").returncode == 0
+    pid = mnt.new_pid("fork", "1", "--comm", "late")
+    daemon = mnt.daemon_pid()
+    if how == "umount":
+        assert fakeproc("umount", str(mnt.path)).returncode == 0  # returns once the daemon has exited
+    else:
+        os.kill(daemon, getattr(signal, how))
+        assert wait_gone(daemon)
+    if how == "SIGKILL":  # accepted: a killed daemon saves nothing
+        assert not state.exists()
+        return
+    assert state.exists() and f"saved the machine (10 processes) to {state}" in mnt.log.read_text()
+    m = load_scenario(state, ERAS["6.x"])
+    assert m.read_oom_score_adj(500) == b"-1000\n" and m.read_oom_adj(500) == b"-17\n" and pid in m.processes
+    again = mount_factory("--scenario", str(state), name="again")
+    assert again.read("500/oom_score_adj") == "-1000\n" and again.read(f"{pid}/oom_adj") == "0\n"
+    assert "deprecated" in again.read("fakeproc/dmesg")  # the log came along
