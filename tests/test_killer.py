@@ -153,3 +153,19 @@ def test_the_killed_process_vanishes_with_its_threads_and_children_are_reparente
     assert not (mnt.path / "601").exists()
     ps = {int(r.split()[0]): r for r in fakeproc("ps", "-m", str(mnt.path)).stdout.splitlines()[1:]}
     assert ps[kid].split()[1] == "1"
+
+
+@pytest.mark.parametrize("era", ["2.6.31-rc", "2.6.31"])
+def test_killing_a_vfork_child_of_init_panics_but_init_lives(era):
+    from fakeproc.kernel.eras import ERAS
+    from fakeproc.machine import Caller, Machine
+
+    m = Machine(ERAS[era], uptime=3600)
+    m.spawn("init", pid=1)
+    child = m.fork(1, vfork=True)
+    m.set_memory(1, total_vm=1000)
+    m.store_adj(m.task(1), 0)
+    r = m.out_of_memory(Caller(99, 0, "test"))
+    assert [t.tid for t in r.killed] == [child.tid]
+    assert 1 in m.tasks
+    assert "Kernel panic - not syncing: Attempted to kill init!" in m.log.text()

@@ -248,6 +248,13 @@ class KillerMixin:
                     continue
                 if q.kthread:
                     continue
+            elif q.tgid == 1:
+                # 2.6.31*: force_sig(SIGKILL) reaches init too (a vfork child of init shares its mm):
+                # init dies and do_exit() panics
+                self.printk("Kernel panic - not syncing: Attempted to kill init!")
+                self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on "
+                            "and init lives")
+                continue
             killed.extend(self._exit_group(q))
 
     def _header(self: Machine, current: Caller, gfp: str) -> None:
