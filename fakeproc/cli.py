@@ -93,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log what the mirror and the supervisor do (-vv: every FUSE request)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]")
 
+    e = sub.add_parser("explain", help="show each factor of a process's oom_score",
+                       description="Show each factor of PID's oom_score for the mount's era: the values that "
+                                   "went in, each step of the kernel's formula, and the result.")
+    e.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    e.add_argument("pid", type=int, metavar="PID")
+    o = sub.add_parser("oom", help="run the OOM killer once (or --dry-run: rank the candidates)",
+                       description="Run the simulated OOM killer once and print its report, or with --dry-run "
+                                   "list the candidates in its order with their points (or why each was "
+                                   "skipped) and the one it would choose, killing nothing.")
+    o.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    o.add_argument("--dry-run", action="store_true", help="kill nothing; rank the candidates")
+    o.add_argument("--as", dest="as_pid", type=int, metavar="PID", help="the allocating task")
+
     ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
     ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -282,6 +295,23 @@ def cmd_save(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(a: argparse.Namespace) -> int:
+    return _send_verb(a.mountpoint, ["explain", str(a.pid)])
+
+
+def cmd_oom(a: argparse.Namespace) -> int:
+    words = ["oom"] + (["--dry-run"] if a.dry_run else []) + (["--as", str(a.as_pid)] if a.as_pid else [])
+    return _send_verb(a.mountpoint, words)
+
+
+def _send_verb(mountpoint: str, words: list[str]) -> int:
+    try:
+        sys.stdout.write(send(mountpoint, words))
+    except ControlError as e:
+        return _die(str(e))
+    return 0
+
+
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
         sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
@@ -299,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
         return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
-                "ps": cmd_ps, "run": cmd_run, "save": cmd_save}[a.command](a)
+                "ps": cmd_ps, "run": cmd_run, "explain": cmd_explain, "oom": cmd_oom, "save": cmd_save}[a.command](a)
     except KeyboardInterrupt:
         return 130
     except OSError as e:

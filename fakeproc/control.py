@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .machine import Caller, Machine, MachineError
+from .machine.explain import explain, rank
 from .machine.klog import format_record
 from .machine.scenario import ScenarioError, dump_scenario, write_atomically
 from .verbs import UsageError, build_parser, format_ps
@@ -149,11 +150,44 @@ class Control:
             current, mems = req.caller(), None
         else:
             current, mems = Caller(0, 0, "fakeproc"), None
+        if a.dry_run:
+            return self._dry_run(mems)
         before = len(m.log.records)
         result = m.out_of_memory(current, current_mems=mems)
         lines = [format_record(t, s) for t, s in m.log.records[before:]]
         lines.append("killed: " + (" ".join(str(t.tid) for t in result.killed if t.is_leader) or "nothing"))
         return "\n".join(lines) + "\n"
+
+    def _dry_run(self, mems: frozenset[int] | None) -> str:
+        m = self.machine
+        for o in m.observers:  # run mode: every real process is a candidate
+            o.before_oom()
+        ranked, chosen = rank(m, mems)
+        unit = "badness" if m.era.scoring == "modern" else "points"
+        out = [f"{'PID':>7} {'TID':>7} {unit.upper():>20}  COMM"]
+        order = sorted((c for c in ranked if c.skipped is None), key=lambda c: -c.points) + [
+            c for c in ranked if c.skipped is not None]
+        for c in order:
+            value = f"{c.points:20d}" if c.skipped is None else f"{'skipped':>20}"
+            mark = "  <- would be chosen" if c.task is chosen else ""
+            why = f" ({c.skipped})" if c.skipped else ""
+            out.append(f"{c.task.tgid:7d} {c.task.tid:7d} {value}  {c.task.comm}{why}{mark}")
+        if chosen is None:
+            out.append("nobody is killable: the kernel would panic")
+        return "\n".join(out) + "\n"
+
+    def do_explain(self, req: Request | None, a: argparse.Namespace) -> str:
+        m = self.machine
+        mems = m.task(a.as_pid).mems if a.as_pid is not None else None
+        t = m.task(a.pid)
+        steps, score = explain(m, a.pid, mems)
+        formula = ("oom_badness(): rss + swap + page tables + oom_score_adj * totalpages / 1000"
+                   if m.era.scoring == "modern" else "badness() of mm/oom_kill.c")
+        out = [f"{t.tgid} ({t.comm}), kernel {m.era.name}: {formula}"]
+        for s in steps:
+            out.append(f"  {s.what:<75} {'' if s.points is None else s.points}")
+        out.append(f"oom_score {score}")
+        return "\n".join(out) + "\n"
 
     def do_dmesg(self, req: Request | None, a: argparse.Namespace) -> str:
         return self.machine.log.text()

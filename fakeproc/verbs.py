@@ -109,6 +109,14 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     v = verb("oom", "run the OOM killer once and print what it did")
     v.add_argument("--as", dest="as_pid", type=int, metavar="PID",
                    help="the allocating task named in the report (default: the caller)")
+    v.add_argument("--dry-run", action="store_true",
+                   help="kill nothing: list the candidates in the killer's order with their points, or why "
+                        "each was skipped, and the one it would choose")
+    v = verb("explain", "show each factor of PID's oom_score for this era: the values that went in, each step "
+                        "of the formula, the result")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("--as", dest="as_pid", type=int, metavar="PID",
+                   help="the allocating task, whose cpuset nodes the legacy formula compares (default: none)")
     verb("dmesg", "print the kernel log")
     v = verb("ps", "list the processes with uid, comm, oom_adj, oom_score and memory")
     v.add_argument("--json", action="store_true", help="one JSON object per process")
