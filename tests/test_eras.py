@@ -88,8 +88,8 @@ def test_2_6_31_the_livelock_is_detected_and_the_daemon_stays_responsive(mount_f
 def test_6_x_files_mapping_and_deprecation(mount_factory):
     mnt = mount_factory("--kernel", "6.x")
     pid = mnt.new_pid("fork", "1")
-    assert sorted(p.name for p in (mnt.path / str(pid)).iterdir()) == ["oom_adj", "oom_score", "oom_score_adj",
-                                                                       "task"]
+    assert sorted(p.name for p in (mnt.path / str(pid)).iterdir()) == [
+        "cmdline", "comm", "oom_adj", "oom_score", "oom_score_adj", "stat", "statm", "status", "task"]
     assert sh(f"echo 5 > {mnt.path}/{pid}/oom_adj").returncode == 0
     assert (mnt.read(f"{pid}/oom_adj"), mnt.read(f"{pid}/oom_score_adj")) == ("4\n", "294\n")  # lossy
     assert sh(f"echo 999 > {mnt.path}/{pid}/oom_score_adj").returncode == 0

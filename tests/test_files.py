@@ -15,7 +15,8 @@ def test_ls_lists_pid_directories_and_control_files(mnt):
     names = set(os.listdir(mnt.path))
     assert {"1", "2", "310", "400", "401", "402", "500", "600", "700"} <= names
     assert {"sysrq-trigger", "fakeproc"} <= names
-    assert sorted(os.listdir(mnt / "400")) == ["oom_adj", "oom_score", "task"]
+    assert sorted(os.listdir(mnt / "400")) == ["cmdline", "comm", "oom_adj", "oom_score", "stat", "statm", "status",
+                                               "task"]
     assert sorted(os.listdir(mnt / "600/task"), key=int) == [str(t) for t in range(600, 608)]
     # a non-leader thread is reachable as /<tid> but not listed, as in procfs
     assert "601" not in names and (mnt / "601/oom_adj").read_text() == "0\n"

@@ -3,7 +3,12 @@
 ``PID_ENTRIES`` plays the part of the kernel's ``tgid_base_stuff[]`` and
 ``tid_base_stuff[]``: each row is a name, a mode and its handlers, so adding a
 file is adding a row.  ``ROOT_ENTRIES`` are the files at the top of the mount
-(``/proc/sysrq-trigger`` and fakeproc's own ``fakeproc/`` directory).
+(``/proc/sysrq-trigger``, ``meminfo``, ``stat``, ... and fakeproc's own ``fakeproc/`` directory).
+
+Rows marked ``companion`` are the files procps reads besides the OOM files
+(``stat``, ``status``, ``meminfo``, ...; rendered by ``procfiles.py``): they
+describe a simulated machine only, so in run mode the host's real file of that
+name is passed through instead.
 
 Handlers receive a :class:`Request` (who asks, and the shared state) and the
 tid the path names; they raise :class:`~fakeproc.machine.MachineError` with
@@ -13,12 +18,14 @@ the kernel's errno.
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernel.eras import Era
-from ..machine import Caller, Machine, MachineError
+from ..machine import Caller, Machine, MachineError, Task
+from . import procfiles
 
 if TYPE_CHECKING:
     from .privilege import Privilege
@@ -30,15 +37,17 @@ WriteHandler = Callable[["Request", int, bytes], int]
 class Request:
     """One FUSE request: the caller (uid, gid, thread id) and the daemon's state."""
 
-    __slots__ = ("state", "uid", "gid", "tid", "handle", "offset")
+    __slots__ = ("state", "uid", "gid", "tid", "handle", "offset", "per_thread")
 
-    def __init__(self, state: FsState, uid: int, gid: int, tid: int, handle: Any = None, offset: int = 0) -> None:
+    def __init__(self, state: FsState, uid: int, gid: int, tid: int, handle: Any = None, offset: int = 0,
+                 per_thread: bool = False) -> None:
         self.state = state
         self.uid = uid
         self.gid = gid
         self.tid = tid
         self.handle = handle  # the open file (fuseops.Handle), if any
         self.offset = offset  # file position of this read or write
+        self.per_thread = per_thread  # the file was opened as PID/task/TID/NAME (tid_base_stuff[])
 
     @property
     def machine(self) -> Machine:
@@ -86,7 +95,7 @@ class FsState:
     """What every handler may need: the machine, the privilege policy, the control surface."""
 
     __slots__ = ("machine", "privilege", "owner_uid", "owner_gid", "control", "real_proc", "last_reply",
-                 "reality")
+                 "reality", "btime")
 
     def __init__(self, machine: Machine, privilege: Privilege, owner_uid: int, owner_gid: int,
                  control: Callable[[Request, str], tuple[bytes, int]] | None = None, real_proc: str = "/proc",
@@ -99,6 +108,9 @@ class FsState:
         self.real_proc = real_proc
         self.last_reply = b""
         self.reality = reality
+        # /proc/stat btime: the wall-clock second the simulated machine booted, fixed when it is
+        # mounted (its uptime then moves only with its own clock)
+        self.btime = int(time.time() - machine.uptime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,8 @@ class Entry:
     method (read → EINVAL, write → EINVAL).  ``shown``: in which eras it exists.
     ``positioned``: the read handler applies the file position itself
     (``req.offset``) instead of getting its content sliced.
+    ``companion``: a file of the simulated machine only (``stat``, ``meminfo``, ...):
+    in run mode the host's real file of that name is served instead.
     """
 
     name: str
@@ -117,6 +131,7 @@ class Entry:
     write: Callable[..., int] | None = None
     shown: Callable[[Era], bool] = lambda era: True
     positioned: bool = False
+    companion: bool = False
 
 
 # ---------------------------------------------------------------- per pid
@@ -143,8 +158,56 @@ def _read_oom_score(req: Request, tid: int) -> bytes:
     return m.read_oom_score(tid, reader.mems if reader is not None else None)
 
 
-#: tgid_base_stuff[]/tid_base_stuff[] (the ``task`` directory is added for pids).
+def _task(req: Request, tid: int) -> Task:
+    t = req.machine.tasks.get(tid)
+    if t is None:  # exited under an open file
+        raise MachineError(errno.ESRCH, f"process {tid} is gone")
+    return t
+
+
+def _read_stat(req: Request, tid: int) -> bytes:
+    # proc_tgid_stat() sums the thread group's times; proc_tid_stat() (task/TID/stat) the thread's
+    return procfiles.pid_stat(req.machine, _task(req, tid), whole=not req.per_thread)
+
+
+def _read_statm(req: Request, tid: int) -> bytes:
+    return procfiles.pid_statm(req.machine, _task(req, tid))
+
+
+def _read_status(req: Request, tid: int) -> bytes:
+    return procfiles.pid_status(req.machine, _task(req, tid))
+
+
+def _read_cmdline(req: Request, tid: int) -> bytes:
+    return procfiles.pid_cmdline(req.machine, _task(req, tid))
+
+
+def _read_comm(req: Request, tid: int) -> bytes:
+    return procfiles.pid_comm(req.machine, _task(req, tid))
+
+
+def _write_comm(req: Request, tid: int, data: bytes) -> int:
+    """fs/proc/base.c comm_write(): only a thread of the same process may rename it, else EINVAL.
+
+    No writer is ever a thread of a simulated process (they are real processes outside
+    the model), so a write is EINVAL, or ESRCH once the process is gone.
+    """
+    _task(req, tid)
+    raise MachineError(errno.EINVAL, "comm can be written only by the process itself")
+
+
+def _companion(name: str, mode: int, read: ReadHandler, write: WriteHandler | None = None) -> Entry:
+    return Entry(name, mode, read, write, companion=True)
+
+
+#: tgid_base_stuff[]/tid_base_stuff[] (the ``task`` directory is added for pids), in the kernel's order:
+#: the companion files procps reads, then the OOM files.
 PID_ENTRIES: tuple[Entry, ...] = (
+    _companion("status", 0o444, _read_status),
+    _companion("comm", 0o644, _read_comm, _write_comm),
+    _companion("cmdline", 0o444, _read_cmdline),
+    _companion("stat", 0o444, _read_stat),
+    _companion("statm", 0o444, _read_statm),
     Entry("oom_adj", 0o644, _read_oom_adj, _write_oom_adj, lambda era: "oom_adj" in era.pid_files),
     Entry("oom_score", 0o444, _read_oom_score, None, lambda era: "oom_score" in era.pid_files),
     Entry("oom_score_adj", 0o644, _read_oom_score_adj, _write_oom_score_adj,
@@ -197,8 +260,33 @@ def _write_control(req: Request, _tid: int, data: bytes) -> int:
     return len(data)
 
 
+def _read_meminfo(req: Request, _tid: int) -> bytes:
+    return procfiles.meminfo(req.machine)
+
+
+def _read_proc_stat(req: Request, _tid: int) -> bytes:
+    return procfiles.stat(req.machine, req.state.btime)
+
+
+def _read_uptime(req: Request, _tid: int) -> bytes:
+    return procfiles.uptime(req.machine)
+
+
+def _read_loadavg(req: Request, _tid: int) -> bytes:
+    return procfiles.loadavg(req.machine)
+
+
+def _read_cpuinfo(req: Request, _tid: int) -> bytes:
+    return procfiles.cpuinfo(req.machine)
+
+
 #: Files at the root of the mount, as (directory, entry): "" is the root itself.
 ROOT_ENTRIES: tuple[tuple[str, Entry], ...] = (
+    ("", _companion("meminfo", 0o444, _read_meminfo)),
+    ("", _companion("stat", 0o444, _read_proc_stat)),
+    ("", _companion("uptime", 0o444, _read_uptime)),
+    ("", _companion("loadavg", 0o444, _read_loadavg)),
+    ("", _companion("cpuinfo", 0o444, _read_cpuinfo)),  # procps's stat library needs it (see procfiles)
     ("", Entry("sysrq-trigger", 0o200, None, _write_sysrq)),
     ("fakeproc", Entry("control", 0o600, _read_control, _write_control, positioned=True)),
     ("fakeproc", Entry("dmesg", 0o444, _read_dmesg, None)),
@@ -206,8 +294,9 @@ ROOT_ENTRIES: tuple[tuple[str, Entry], ...] = (
 ROOT_DIRS = ("fakeproc",)
 
 
-#: Every per-pid name the model may own: the real file of that name is never passed through.
-MODEL_PID_NAMES = frozenset(e.name for e in PID_ENTRIES)
+#: Every per-pid name the model may own in run mode (the OOM rows): the real file of that name is never
+#: passed through.  The companion rows are not among them: run mode serves the host's stat, status, ...
+MODEL_PID_NAMES = frozenset(e.name for e in PID_ENTRIES if not e.companion)
 
 
 def pid_entries(era: Era) -> dict[str, Entry]:

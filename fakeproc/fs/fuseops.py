@@ -38,16 +38,18 @@ OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECTORY | os.O_
 class Node:
     """What a path names.  ``kind``: root, dir (fakeproc/), pid, task, tid, file, rootfile;
     in run mode also ``real`` (passed through to ``real``, the host's path) and ``link``
-    (``self``/``thread-self``, resolved for each caller)."""
+    (``self``/``thread-self``, resolved for each caller).  ``thread``: a file named as
+    ``PID/task/TID/NAME`` (procfs's tid_base_stuff[], e.g. a thread's own ``stat``)."""
 
-    __slots__ = ("kind", "task", "entry", "real")
+    __slots__ = ("kind", "task", "entry", "real", "thread")
 
     def __init__(self, kind: str, task: Task | None = None, entry: Entry | None = None,
-                 real: str | None = None) -> None:
+                 real: str | None = None, thread: bool = False) -> None:
         self.kind = kind
         self.task = task
         self.entry = entry
         self.real = real
+        self.thread = thread
 
 
 class Handle:
@@ -106,7 +108,7 @@ class FakeProcFS:
 
     def _request(self, handle: Handle | None = None, offset: int = 0) -> Request:
         uid, gid, tid = fuse_get_context()
-        return Request(self.state, uid, gid, tid, handle, offset)
+        return Request(self.state, uid, gid, tid, handle, offset, handle is not None and handle.node.thread)
 
     # ------------------------------------------------------------ resolution
 
@@ -145,7 +147,7 @@ class FakeProcFS:
             if len(rest) == 2:
                 return Node("tid", th)
             if len(rest) == 3 and rest[2] in entries:
-                return Node("file", th, entries[rest[2]])
+                return Node("file", th, entries[rest[2]], thread=True)
             raise FuseOSError(errno.ENOENT)
         if len(rest) == 1 and rest[0] in entries:
             return Node("file", task, entries[rest[0]])
@@ -166,12 +168,12 @@ class FakeProcFS:
                 task = owner if len(rest) == 1 else reality.lookup(int(rest[1]))
                 if owner is None or task is None or task.tgid != owner.tgid:
                     raise FuseOSError(errno.ENOENT)  # no such live process or thread (or the model killed it)
-                return Node("file", task, entry)
+                return Node("file", task, entry, thread=len(rest) == 3)
             return Node("real", real=real)
         if len(parts) == 1 and head in ROOT_DIRS:
             return Node("dir", entry=Entry(head, 0o555))
         entry = self.root_files.get(("/".join(parts[:-1]), parts[-1]))
-        if entry is not None:
+        if entry is not None and not entry.companion:  # the host's meminfo, stat, ... pass through
             return Node("rootfile", entry=entry)
         if len(parts) == 1 and head in ("self", "thread-self"):
             return Node("link", entry=Entry(head, 0o777))
@@ -224,7 +226,7 @@ class FakeProcFS:
         if node.kind == "root" and self.state.reality is not None:
             real = [n for n in os.listdir(self.state.reality.real_proc) if n not in ROOT_DIRS]
             return names + real + [d for d in ROOT_DIRS] + [
-                e.name for d, e in ROOT_ENTRIES if d == "" and e.name not in real]
+                e.name for d, e in ROOT_ENTRIES if d == "" and not e.companion and e.name not in real]
         if node.kind == "root":
             names += [d for d in ROOT_DIRS] + [e.name for d, e in ROOT_ENTRIES if d == ""]
             names += [str(pid) for pid in m.processes]
@@ -245,7 +247,8 @@ class FakeProcFS:
         names = os.listdir(real)
         parts = [p for p in path.split("/") if p]
         if parts[0].isdigit() and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "task")):
-            names = [n for n in names if n not in MODEL_PID_NAMES] + list(pid_entries(self.state.machine.era))
+            names = [n for n in names if n not in MODEL_PID_NAMES] + [
+                n for n in pid_entries(self.state.machine.era) if n in MODEL_PID_NAMES]
         return names
 
     def readlink(self, path: str) -> str:
