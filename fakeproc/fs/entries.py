@@ -254,7 +254,8 @@ def _write_control(req: Request, _tid: int, data: bytes) -> int:
     req.state.last_reply = reply
     if req.handle is not None:
         req.handle.reply = reply
-        req.handle.reply_base = req.offset + len(data)
+        # a failed write leaves the file position where it was: the reply starts there
+        req.handle.reply_base = req.offset + (0 if err else len(data))
     if err:
         raise MachineError(err, reply.decode(errors="replace").strip())
     return len(data)
