@@ -1,39 +1,96 @@
 #!/usr/bin/env python3
-"""Benchmark fakeproc against the real /proc, in the same run.
+"""Benchmark fakeproc against the real /proc and two floors, in the same run.
 
-Measures, per operation, one client looping on:
-  - read:  open + read + close of PID/oom_score
-  - write: open + write("0") + close of PID/oom_adj
-through a fresh fakeproc mount and through the machine's real /proc (a
-throwaway `sleep` as the target), and prints µs/op, ops/s and the ratio
-fakeproc / real.  Only ratios mean anything on a noisy machine.
+Servers, each asked the same thing (PID/oom_score to read, PID/oom_adj to write):
+  real /proc       the machine's procfs, a throwaway `sleep` as the target;
+  C floor          tools/floor/floor.c: libfuse3, multithreaded, direct_io, timeouts 0, built here
+                   with cc (libfuse3-dev is installed with apt if missing, unless --no-install);
+  C floor + fp     the same with fakeproc's mount options that libfuse3 knows (default_permissions,
+                   allow_other, the timeouts; still multithreaded, and libfuse3's atomic O_TRUNC stays);
+  min fusepy       tools/floor/min_fusepy.py: fusepy over libfuse2, nothreads, direct_io, timeouts 0,
+                   two precomputed files and nothing else;
+  min fusepy + fp  the same with fakeproc's exact fuse_options();
+  fakeproc         a fresh `fakeproc mount --background`.
 
-    tools/bench.py [--seconds 3] [--kernel 2.6.32] [--json]
+Measured for each: µs per open+read+close of oom_score and per open+write("0")+close of oom_adj
+(one client looping), the total throughput of two concurrent client processes over that of one,
+and the FUSE callbacks that one `cat`, one `sh -c 'echo 0 > ...'` and one benchmark iteration
+cause (counted inside each server between marker lookups; fakeproc's from a second mount's
+--verbose "request OP" log lines).  All servers are mounted at once and measured in interleaved
+slices, so that load from elsewhere falls on every row alike; only ratios mean anything on a
+noisy machine.  Every daemon and mount is removed on leaving, on Ctrl-C and SIGTERM too.
+
+    tools/bench.py [--seconds 2] [--rounds 5] [--quick] [--json] [--kernel 2.6.32] [--no-install]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import os
+import platform
+import re
+import resource
+import shlex
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+TOOLS = Path(__file__).resolve().parent
+FLOOR_C = TOOLS / "floor" / "floor.c"
+MIN_FUSEPY = TOOLS / "floor" / "min_fusepy.py"
+BOOTSTRAP = TOOLS / "bootstrap.sh"
 FAKEPROC = [sys.executable, "-m", "fakeproc"]
+MARK = ".bench-mark"
+BATCH = 20  # operations between two looks at the clock
 
+#: Row keys, in table order, and their labels.
+SERVERS = {
+    "real": "real /proc",
+    "c_floor": "C floor (libfuse3 mt)",
+    "c_floor_fp": "C floor + fakeproc opts",
+    "min_fusepy": "min fusepy (nothreads)",
+    "min_fusepy_fp": "min fusepy + fakeproc opts",
+    "fakeproc": "fakeproc",
+}
+#: The commands whose FUSE callbacks are counted.
+COMMANDS = ("cat", "echo", "loop read", "loop write")
+COMMAND_LABELS = {"cat": "cat oom_score", "echo": "sh -c 'echo 0 > oom_adj'",
+                  "loop read": "bench read (open+read+close)", "loop write": "bench write (open+write+close)"}
+#: fakeproc's fuse_options() that libfuse3 (the C floor) understands, passed on as -o.
+LIBFUSE3_OPTIONS = {"default_permissions", "allow_other", "entry_timeout", "attr_timeout",
+                    "negative_timeout", "kernel_cache", "auto_cache", "use_ino", "readdir_ino", "hard_remove"}
+
+
+class BenchError(Exception):
+    pass
+
+
+class Unavailable(Exception):
+    """A server that cannot run here (the C floor without libfuse3-dev); its row says why."""
+
+
+# ------------------------------------------------------------------ clients
 
 def loop_read(path: str, seconds: float) -> tuple[int, float]:
     n, t0 = 0, time.perf_counter()
     deadline = t0 + seconds
     while True:
-        for _ in range(100):
+        for _ in range(BATCH):
             fd = os.open(path, os.O_RDONLY)
             os.read(fd, 64)
             os.close(fd)
-        n += 100
+        n += BATCH
         now = time.perf_counter()
         if now >= deadline:
             return n, now - t0
@@ -43,61 +100,631 @@ def loop_write(path: str, seconds: float, payload: bytes = b"0") -> tuple[int, f
     n, t0 = 0, time.perf_counter()
     deadline = t0 + seconds
     while True:
-        for _ in range(100):
+        for _ in range(BATCH):
             fd = os.open(path, os.O_WRONLY)
             os.write(fd, payload)
             os.close(fd)
-        n += 100
+        n += BATCH
         now = time.perf_counter()
         if now >= deadline:
             return n, now - t0
 
 
-def measure(root: str, pid: int, seconds: float) -> dict[str, float]:
-    out = {}
-    for name, fn, f in (("read oom_score", loop_read, "oom_score"), ("write oom_adj", loop_write, "oom_adj")):
-        fn(f"{root}/{pid}/{f}", min(0.2, seconds))  # warm up
-        n, dt = fn(f"{root}/{pid}/{f}", seconds)
-        out[name] = dt / n * 1e6
+def one_read(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    os.read(fd, 64)
+    os.close(fd)
+
+
+def one_write(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    os.write(fd, b"0")
+    os.close(fd)
+
+
+def concurrent_ops_per_s(fn: Callable[[str, float], tuple[int, float]], path: str, seconds: float,
+                         clients: int = 2) -> float:
+    """Total ops/s of ``clients`` forked processes looping on ``fn`` at the same time."""
+    go_r, go_w = os.pipe()
+    children: list[tuple[int, int]] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        for _ in range(clients):
+            res_r, res_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the client: wait for the start, loop, report "n dt"
+                code = 1
+                try:
+                    os.close(go_w)
+                    os.close(res_r)
+                    os.read(go_r, 1)
+                    n, dt = fn(path, seconds)
+                    os.write(res_w, f"{n} {dt}".encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(res_w)
+            children.append((pid, res_r))
+        os.write(go_w, b"g" * clients)
+        total = 0.0
+        for _pid, res_r in children:
+            with os.fdopen(res_r, "rb", closefd=False) as f:
+                words = f.read().split()
+            if len(words) != 2:
+                raise BenchError(f"a concurrent client on {path} failed")
+            total += int(words[0]) / float(words[1])
+        return total
+    finally:
+        os.close(go_r)
+        os.close(go_w)
+        for pid, res_r in children:
+            os.close(res_r)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # only if it is still there (Ctrl-C, failure)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+class Server:
+    """A started server: where its two files are, how to count its callbacks and its daemon's pid
+    (None for real /proc)."""
+
+    def __init__(self, key: str, read_path: str, write_path: str, mark: Marker | None = None,
+                 daemon: int | None = None) -> None:
+        self.key = key
+        self.paths = {"read": read_path, "write": write_path}
+        self.mark = mark
+        self.daemon = daemon
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process, all its threads (0 for None)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+LOOPS = {"read": loop_read, "write": loop_write}
+
+
+def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
+    """µs/op (one client) and 2-client throughput ÷ 1-client throughput, per server and operation.
+
+    Every server is mounted at once and measured in ``rounds`` interleaved slices of ``seconds / rounds``
+    (the order reversed every other round; each one-client slice followed by its two-client slice), so
+    that a burst of load elsewhere on the machine falls on all of them alike rather than on one row.
+    µs/op is the mean over all slices: total time ÷ total ops.
+    """
+    chunk = seconds / rounds
+    for s in servers:  # warm up (the first close of a mount also turns FLUSH off)
+        for op, fn in LOOPS.items():
+            fn(s.paths[op], min(0.2, seconds))
+    ops: dict[tuple[str, str], list[tuple[int, float]]] = {(s.key, op): [] for s in servers for op in LOOPS}
+    two: dict[tuple[str, str], list[float]] = {(s.key, op): [] for s in servers for op in LOOPS}
+    cpu: dict[tuple[str, str], list[float]] = {(s.key, op): [0.0, 0.0] for s in servers for op in LOOPS}
+    for r in range(rounds):
+        for s in servers if r % 2 == 0 else reversed(servers):
+            for op, fn in LOOPS.items():
+                client, daemon = own_cpu_seconds(), cpu_seconds(s.daemon)
+                ops[s.key, op].append(fn(s.paths[op], chunk))
+                cpu[s.key, op][0] += own_cpu_seconds() - client
+                cpu[s.key, op][1] += cpu_seconds(s.daemon) - daemon
+                two[s.key, op].append(concurrent_ops_per_s(fn, s.paths[op], chunk))
+    out: dict[str, dict[str, Any]] = {s.key: {} for s in servers}
+    for (key, op), slices in ops.items():
+        n, dt = sum(x[0] for x in slices), sum(x[1] for x in slices)
+        us = dt / n * 1e6
+        per_slice = [t / k * 1e6 for k, t in slices]
+        out[key][f"{op}_us"] = us
+        out[key][f"{op}_slices_us"] = [round(x, 2) for x in per_slice]
+        out[key][f"{op}_spread"] = statistics.pstdev(per_slice) / us  # relative: 0.1 = ±10% between slices
+        out[key][f"scale2_{op}"] = sum(two[key, op]) / len(two[key, op]) / (n / dt)
+        out[key][f"{op}_client_cpu_us"] = cpu[key, op][0] / n * 1e6
+        out[key][f"{op}_daemon_cpu_us"] = cpu[key, op][1] / n * 1e6
     return out
 
 
+# ------------------------------------------------------------------ mounts and daemons
+
+def mounted(mountpoint: str) -> bool:
+    target = os.path.abspath(mountpoint)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(len(line.split()) > 4 and line.split()[4] == target for line in f)
+    except OSError:
+        return False
+
+
+def unmount(mountpoint: str) -> None:
+    """Unmount, falling back to a lazy unmount (fusermount -u -z, umount -l); never raises."""
+    for cmd in (["fusermount", "-u"], ["umount"], ["fusermount", "-u", "-z"], ["umount", "-l"]):
+        if not mounted(mountpoint):
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(cmd + [mountpoint], capture_output=True, timeout=15)
+
+
+def stop_process(pid: int, proc: subprocess.Popen | None = None) -> None:
+    """Wait a little for a daemon whose mount is gone to exit, then SIGTERM, then SIGKILL it (by pid)."""
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if proc is not None:
+                if proc.poll() is not None:
+                    return
+            elif not alive(pid):
+                return
+            time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def tail(path: str, n: int = 2000) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-n:]
+    except OSError:
+        return ""
+
+
+def start_daemon(stack: contextlib.ExitStack, argv: list[str], mountpoint: str, log: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a foreground FUSE daemon (its own session: Ctrl-C is ours to handle) and wait for its files."""
+    os.makedirs(mountpoint, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                start_new_session=True)
+
+    def stop() -> None:
+        unmount(mountpoint)  # the daemon's loop ends with its mount
+        stop_process(proc.pid, proc)
+        unmount(mountpoint)
+
+    stack.callback(stop)
+    probe = os.path.join(mountpoint, "1", "oom_score")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{argv[0]} exited with {proc.returncode}:\n{tail(log)}")
+        if mounted(mountpoint) and os.path.exists(probe):
+            return proc
+        time.sleep(0.02)
+    raise BenchError(f"{argv[0]} did not mount {mountpoint} in 20 s:\n{tail(log)}")
+
+
+def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, log: str, verbose: bool) -> int:
+    """`fakeproc mount --background`; the unmount (and, if need be, a kill of its daemon) is registered first."""
+    daemon: list[int] = []
+
+    def stop() -> None:
+        if mounted(mountpoint):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(FAKEPROC + ["umount", mountpoint], capture_output=True, timeout=30)
+        unmount(mountpoint)
+        for pid in daemon:
+            stop_process(pid)
+        unmount(mountpoint)
+
+    stack.callback(stop)
+    argv = FAKEPROC + ["mount", mountpoint, "--background", "--kernel", kernel, "--log", log]
+    cli = subprocess.Popen(argv + (["--verbose"] if verbose else []), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    interrupted: BaseException | None = None
+    while True:  # let the CLI finish even on Ctrl-C, to learn its daemon's pid and so stop it
+        try:
+            out, err = cli.communicate()
+            break
+        except KeyboardInterrupt as e:
+            interrupted = e
+    daemon += [int(m) for m in re.findall(r"daemon pid (\d+)", out)]
+    if interrupted is not None:
+        raise interrupted
+    if cli.returncode != 0 or not daemon:
+        raise BenchError(f"fakeproc mount failed:\n{err}{tail(log)}")
+    return daemon[0]
+
+
+def build_floor(tmp: str, install: bool) -> str:
+    """Compile floor.c with libfuse3 (installing libfuse3-dev with apt, via bootstrap.sh's apt_install)."""
+    def ready() -> bool:
+        return shutil.which("cc") is not None and shutil.which("pkg-config") is not None and subprocess.run(
+            ["pkg-config", "--exists", "fuse3"], capture_output=True).returncode == 0
+
+    if not ready():
+        if not install:
+            raise Unavailable("libfuse3-dev, pkg-config or cc missing (--no-install)")
+        print("bench: installing libfuse3-dev (only libfuse3-3 and its headers; not the fuse3 package, which "
+              "conflicts with fuse)", file=sys.stderr)
+        r = subprocess.run(["bash", "-c", 'source "$0" && apt_install gcc libc6-dev pkg-config libfuse3-dev',
+                            str(BOOTSTRAP)], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if r.returncode != 0 or not ready():
+            raise Unavailable(f"could not install libfuse3-dev: {(r.stderr or r.stdout).strip()[-300:]}")
+    flags = subprocess.run(["pkg-config", "fuse3", "--cflags", "--libs"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    exe = os.path.join(tmp, "floor")
+    r = subprocess.run(["cc", "-O2", "-Wall", "-o", exe, str(FLOOR_C)] + flags, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Unavailable(f"cc failed: {r.stderr.strip()[-300:]}")
+    return exe
+
+
+def fakeproc_fuse_options() -> dict[str, Any]:
+    from fakeproc.fs.fuseops import fuse_options
+
+    return fuse_options(foreground=True)
+
+
+def libfuse3_args(options: dict[str, Any]) -> list[str]:
+    """fakeproc's fuse_options() as libfuse3 -o options (nothreads, nonempty and names do not apply)."""
+    words = []
+    for k, v in options.items():
+        if k not in LIBFUSE3_OPTIONS or v is False or v is None:
+            continue
+        words.append(k if v is True else f"{k}={v}")
+    return ["-o", ",".join(words)] if words else []
+
+
+# ------------------------------------------------------------------ counting
+
+class Marker:
+    """Lookups of MOUNT/.bench-mark-N: each server reports the callbacks since the previous marker."""
+
+    def __init__(self, root: str, since_last: Callable[[str], Counter]) -> None:
+        self.root = root
+        self.since_last = since_last
+        self.n = 0
+
+    def __call__(self) -> Counter:
+        self.n += 1
+        name = f"{MARK}-{self.n}"
+        try:
+            os.stat(os.path.join(self.root, name))
+        except FileNotFoundError:
+            pass
+        else:
+            raise BenchError(f"marker {name} exists in {self.root}")
+        return self.since_last(name)
+
+
+def counts_file_reader(path: str) -> Callable[[str], Counter]:
+    """The C floor's "NAME N" lines or min_fusepy's JSON, written at each marker."""
+    def since_last(_name: str) -> Counter:
+        with open(path) as f:
+            text = f.read()
+        if text.startswith("{"):
+            return Counter(json.loads(text))
+        return Counter({w[0]: int(w[1]) for w in (line.split() for line in text.splitlines()) if len(w) == 2})
+    return since_last
+
+
+REQUEST_LINE = re.compile(r" request (\w+) \('([^']*)'")
+
+
+def log_reader(log: str) -> Callable[[str], Counter]:
+    """fakeproc --verbose logs "request OP ('PATH',)" for every callback: count the lines between markers."""
+    state = {"prev": None}
+
+    def since_last(name: str) -> Counter:
+        events = []
+        with open(log, errors="replace") as f:
+            for line in f:
+                m = REQUEST_LINE.search(line)
+                if m:
+                    events.append((m.group(1), m.group(2)))
+        marks = {path: i for i, (_op, path) in enumerate(events) if path.startswith("/" + MARK)}
+        end = marks.get("/" + name)
+        if end is None:
+            raise BenchError(f"marker {name} not in fakeproc's log {log}")
+        start = marks[state["prev"]] + 1 if state["prev"] in marks else 0
+        state["prev"] = "/" + name
+        return Counter(op for op, _path in events[start:end])
+    return since_last
+
+
+def count_callbacks(mark: Marker, read_path: str, write_path: str) -> dict[str, dict[str, int]]:
+    """Callbacks per command, less what a marker's own lookup costs (two markers in a row)."""
+    commands: dict[str, Callable[[], Any]] = {
+        "cat": lambda: subprocess.run(["cat", read_path], capture_output=True, check=True, timeout=10),
+        "echo": lambda: subprocess.run(["sh", "-c", f"echo 0 > {shlex.quote(write_path)}"], capture_output=True,
+                                       check=True, timeout=10),
+        "loop read": lambda: one_read(read_path),
+        "loop write": lambda: one_write(write_path),
+    }
+    for run in commands.values():  # warm: FLUSH is answered ENOSYS once per mount, then never sent
+        run()
+    mark()
+    base = mark()
+    out = {}
+    for name, run in commands.items():
+        mark()
+        run()
+        c = mark()
+        c.subtract(base)
+        out[name] = {op: n for op, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0}
+    return out
+
+
+# ------------------------------------------------------------------ the servers
+
+def start_real(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace) -> Server:
+    sleeper = subprocess.Popen(["sleep", "600"])
+    stack.callback(sleeper.wait)
+    stack.callback(sleeper.kill)
+    root = f"/proc/{sleeper.pid}"
+    return Server("real", f"{root}/oom_score", f"{root}/oom_adj")
+
+
+def start_c_floor(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, fp: bool) -> Server:
+    exe = a.floor_exe
+    if isinstance(exe, Unavailable):
+        raise exe
+    mp = os.path.join(tmp, "c-floor-fp" if fp else "c-floor")
+    counts = mp + ".counts"
+    extra = libfuse3_args(fakeproc_fuse_options()) if fp else []
+    argv = [exe, mp, "-f", "-o", "fsname=floor,subtype=floor"] + extra
+    proc = start_daemon(stack, argv, mp, mp + ".log", env=dict(os.environ, FLOOR_COUNTS=counts))
+    return Server("c_floor_fp" if fp else "c_floor", f"{mp}/1/oom_score", f"{mp}/1/oom_adj",
+                  Marker(mp, counts_file_reader(counts)), proc.pid)
+
+
+def start_min_fusepy(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, fp: bool) -> Server:
+    mp = os.path.join(tmp, "min-fusepy-fp" if fp else "min-fusepy")
+    counts = mp + ".counts"
+    argv = [sys.executable, str(MIN_FUSEPY), mp, "--counts", counts, "--options", "fakeproc" if fp else "minimal"]
+    proc = start_daemon(stack, argv, mp, mp + ".log")
+    return Server("min_fusepy_fp" if fp else "min_fusepy", f"{mp}/1/oom_score", f"{mp}/1/oom_adj",
+                  Marker(mp, counts_file_reader(counts)), proc.pid)
+
+
+def new_pid(mp: str) -> str:
+    r = subprocess.run(FAKEPROC + ["ctl", "-m", mp, "fork", "1"], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise BenchError(f"fakeproc ctl fork failed: {r.stderr}")
+    return r.stdout.split()[-1]
+
+
+def start_fakeproc(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace) -> Server:
+    mp = os.path.join(tmp, "fakeproc")
+    daemon = mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=False)
+    pid = new_pid(mp)
+    return Server("fakeproc", f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj", daemon=daemon)
+
+
+def count_fakeproc(tmp: str, a: argparse.Namespace) -> dict[str, dict[str, int]]:
+    """fakeproc's callbacks, from a second mount's --verbose log (the timed mount does not log every request)."""
+    with contextlib.ExitStack() as stack:
+        mp = os.path.join(tmp, "fakeproc-verbose")
+        mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=True)
+        pid = new_pid(mp)
+        return count_callbacks(Marker(mp, log_reader(mp + ".log")), f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj")
+
+
+# ------------------------------------------------------------------ report
+
+def machine() -> dict[str, Any]:
+    def cmd(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+
+    try:
+        from importlib.metadata import version
+        fusepy = version("fusepy")
+    except Exception:  # noqa: BLE001 - only for the header
+        fusepy = "?"
+    return {
+        "kernel": cmd("uname", "-r"), "nproc": cmd("nproc"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "python": platform.python_version(), "fusepy": fusepy,
+        "libfuse2": cmd("dpkg-query", "-W", "-f=${Version}", "libfuse2") or "?",
+        "libfuse3": cmd("pkg-config", "--modversion", "fuse3") or "unavailable",
+    }
+
+
+def loadavg() -> float:
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def fmt_counts(c: dict[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in c.items()) or "-"
+
+
+def print_report(res: dict[str, Any]) -> None:
+    m, rows = res["machine"], res["servers"]
+    print(f"fakeproc bench: Linux {m['kernel']}, nproc {m['nproc']}, {m['date']}; Python {m['python']}, "
+          f"fusepy {m['fusepy']}, libfuse2 {m['libfuse2']}, libfuse3 {m['libfuse3']}")
+    print(f"fakeproc's fuse_options(): {res['fakeproc_options']}")
+    print(f"load average {res['load_before']} before, {res['load_after']} after (1 min; others' work on this "
+          f"machine skews all numbers, the interleaving below spreads it over every row)")
+    print(f"{res['seconds']:g} s per measurement in {res['rounds']} interleaved slices; one client process looping "
+          f"unless said; ±slices: standard deviation between slices;")
+    print("×/proc and ×C: ratio to real /proc and to the C floor with the same options")
+    print()
+    floor = rows.get("c_floor", {})
+    print(f"{'server':<27} {'read oom_score (open+read+close)':>32}   {'write oom_adj (open+write+close)':>32}   "
+          f"{'2 clients ÷ 1':>13}")
+    print(f"{'':<27} {'µs/op':>10} {'±slices':>8} {'×/proc':>6} {'×C':>5}   {'µs/op':>10} {'±slices':>8} "
+          f"{'×/proc':>6} {'×C':>5}   {'read':>6} {'write':>6}")
+    for key, v in rows.items():
+        label = SERVERS[key]
+        if v["status"] != "ok":
+            print(f"{label:<27} {v['status']}")
+            continue
+        cells = []
+        for op in ("read", "write"):
+            us = v[f"{op}_us"]
+            xc = v.get(f"{op}_x_floor")
+            cells.append(f"{us:>8.1f}µs {v[f'{op}_spread'] * 100:>7.0f}% {v[f'{op}_x_proc']:>5.1f}x "
+                         f"{(f'{xc:.1f}x' if xc is not None else '-'):>5}")
+        print(f"{label:<27} {cells[0]}   {cells[1]}   {v['scale2_read']:>5.2f}x {v['scale2_write']:>5.2f}x")
+    if floor.get("status", "ok") != "ok":
+        print("(×C: the C floor is unavailable)")
+
+    print()
+    print("FUSE callbacks reached per command (after warm-up; counted inside each server between marker lookups; "
+          "requests libfuse answers itself, as FLUSH→ENOSYS or FORGET, are not seen)")
+    print(f"{'server':<27} {'command':<31} {'total':>5}  callbacks")
+    for key, v in rows.items():
+        if v["status"] != "ok" or not v.get("counts"):
+            continue
+        for i, cmd in enumerate(COMMANDS):
+            c = v["counts"][cmd]
+            print(f"{SERVERS[key] if i == 0 else '':<27} {COMMAND_LABELS[cmd]:<31} {sum(c.values()):>5}  "
+                  f"{fmt_counts(c)}")
+
+    print()
+    print("CPU per operation (load-insensitive; client = this process, daemon = all the server's threads):")
+    print(f"{'server':<27} {'read: client':>12} {'daemon':>9} {'÷ callbacks':>13}   {'write: client':>13} "
+          f"{'daemon':>9} {'÷ callbacks':>13}")
+    for key, v in rows.items():
+        if v["status"] != "ok":
+            continue
+        cells = []
+        for op in ("read", "write"):
+            n = sum(v.get("counts", {}).get(f"loop {op}", {}).values())
+            per = f"{v[f'{op}_daemon_cpu_us'] / n:5.1f}µs × {n}" if n else "-"
+            daemon = f"{v[f'{op}_daemon_cpu_us']:.1f}µs" if key != "real" else "-"
+            cells.append(f"{v[f'{op}_client_cpu_us']:>10.1f}µs {daemon:>9} {per:>13}")
+        print(f"{SERVERS[key]:<27} {cells[0]}    {cells[1]}")
+
+    d = res.get("decomposition")
+    if d:
+        for basis, title in (("wall", "Where fakeproc's time goes, wall clock (µs per op; the servers compared at "
+                                      "each step have the same mount options):"),
+                             ("cpu", "Where fakeproc's CPU goes (µs of CPU per op, client + daemon; same pairs):")):
+            print()
+            print(title)
+            for op in ("read", "write"):
+                total = d[basis][op]["total"]
+                print(f"  {op}: fakeproc {total:.1f}µs =")
+                for part, us in d[basis][op]["parts"].items():
+                    print(f"      {us:>7.1f}µs {us / total * 100:>5.1f}%  {part}")
+
+
+def decompose(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """fakeproc's µs per op as a sum of differences between servers of the same mount options."""
+    need = ("real", "c_floor_fp", "min_fusepy_fp", "fakeproc")
+    if any(rows.get(k, {}).get("status") != "ok" for k in need):
+        return None
+    wall, cpu = {}, {}
+    for op in ("read", "write"):
+        real, c, mini, fake = (rows[k][f"{op}_us"] for k in need)
+        wall[op] = {"total": fake, "parts": {
+            "real /proc's own work (and the client loop)": real,
+            "kernel FUSE round trips + libfuse3, in C (C floor + fakeproc opts − /proc)": c - real,
+            "fusepy + libfuse2 + Python dispatch (min fusepy + fakeproc opts − C floor + fakeproc opts)": mini - c,
+            "fakeproc's own Python (fakeproc − min fusepy + fakeproc opts)": fake - mini,
+        }}
+        cd, md, fd = (rows[k][f"{op}_daemon_cpu_us"] for k in need[1:])
+        fc = rows["fakeproc"][f"{op}_client_cpu_us"]
+        cpu[op] = {"total": fc + fd, "parts": {
+            "client: the syscalls' kernel work, FUSE's client side included, and the client loop": fc,
+            "daemon, as much as the C floor's (kernel FUSE daemon side + libfuse3)": cd,
+            "daemon: fusepy + libfuse2 + Python dispatch (min fusepy − C floor, fakeproc opts)": md - cd,
+            "daemon: fakeproc's own Python (fakeproc − min fusepy + fakeproc opts)": fd - md,
+        }}
+    return {"wall": wall, "cpu": cpu}
+
+
+# ------------------------------------------------------------------ main
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2; a run takes ~30× that)")
     ap.add_argument("--kernel", default="2.6.32", help="era of the fakeproc mount")
-    ap.add_argument("--quick", action="store_true", help="0.3 s per measurement (smoke test)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--quick", action="store_true", help="0.3 s per measurement (smoke test, < 30 s)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    ap.add_argument("--no-install", action="store_true",
+                    help="do not apt-get libfuse3-dev if missing (the C floor then says unavailable)")
+    ap.add_argument("--rounds", type=int, help="interleaved slices per measurement (default: 5, fewer if short)")
     a = ap.parse_args()
-    seconds = 0.3 if a.quick else a.seconds
+    if a.quick:
+        a.seconds = 0.3
+    a.rounds = a.rounds or max(1, min(5, round(a.seconds / 0.1)))
 
-    base = tempfile.mkdtemp(prefix="fakeproc-bench-")
-    mp = os.path.join(base, "mnt")
-    r = subprocess.run(FAKEPROC + ["mount", mp, "--background", "--kernel", a.kernel, "--log",
-                                   os.path.join(base, "daemon.log")], capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stderr, file=sys.stderr)
-        return 1
-    sleeper = subprocess.Popen(["sleep", "600"])
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)  # unwind (and clean up) as on Ctrl-C
+    signal.signal(signal.SIGHUP, interrupt)
+
+    tmp = tempfile.mkdtemp(prefix="fakeproc-bench-")
+    rows: dict[str, dict[str, Any]] = {}
     try:
-        pid = int(subprocess.run(FAKEPROC + ["ctl", "-m", mp, "fork", "1"], capture_output=True, text=True,
-                                 check=True).stdout.split()[-1])
-        real = measure("/proc", sleeper.pid, seconds)
-        fake = measure(mp, pid, seconds)
+        try:
+            a.floor_exe = build_floor(tmp, install=not a.no_install)
+        except Unavailable as e:
+            a.floor_exe = e
+        res: dict[str, Any] = {"machine": machine(), "seconds": a.seconds, "rounds": a.rounds, "kernel": a.kernel,
+                               "fakeproc_options": fakeproc_fuse_options(), "servers": rows,
+                               "load_before": loadavg()}
+        starts: dict[str, Callable[[contextlib.ExitStack], Server]] = {
+            "real": lambda st: start_real(st, tmp, a),
+            "c_floor": lambda st: start_c_floor(st, tmp, a, fp=False),
+            "c_floor_fp": lambda st: start_c_floor(st, tmp, a, fp=True),
+            "min_fusepy": lambda st: start_min_fusepy(st, tmp, a, fp=False),
+            "min_fusepy_fp": lambda st: start_min_fusepy(st, tmp, a, fp=True),
+            "fakeproc": lambda st: start_fakeproc(st, tmp, a),
+        }
+        with contextlib.ExitStack() as stack:  # every daemon and mount goes on leaving, however we leave
+            servers = []
+            for key, start in starts.items():
+                try:
+                    servers.append(start(stack))
+                    rows[key] = {"status": "ok"}
+                except Unavailable as e:
+                    rows[key] = {"status": f"unavailable: {e}"}
+            for s in servers:
+                if s.mark is not None:
+                    rows[s.key]["counts"] = count_callbacks(s.mark, s.paths["read"], s.paths["write"])
+            rows["fakeproc"]["counts"] = count_fakeproc(tmp, a)
+            for key, v in measure_all(servers, a.seconds, a.rounds).items():
+                rows[key].update(v)
+        res["load_after"] = loadavg()
+    except KeyboardInterrupt:
+        print("bench: interrupted; daemons stopped and mounts removed", file=sys.stderr)
+        return 130
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
     finally:
-        sleeper.kill()
-        subprocess.run(FAKEPROC + ["umount", mp], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    rows = {op: {"real_us": real[op], "fakeproc_us": fake[op], "ratio": fake[op] / real[op]} for op in real}
+    for key, v in rows.items():
+        if v["status"] != "ok":
+            continue
+        floor = rows.get("c_floor_fp" if key.endswith("_fp") or key == "fakeproc" else "c_floor", {})
+        for op in ("read", "write"):
+            v[f"{op}_x_proc"] = v[f"{op}_us"] / rows["real"][f"{op}_us"]
+            v[f"{op}_x_floor"] = (v[f"{op}_us"] / floor[f"{op}_us"]
+                                  if key != "real" and floor.get("status") == "ok" else None)
+    res["decomposition"] = decompose(rows)
     if a.json:
-        print(json.dumps({"seconds": seconds, "kernel": a.kernel, "results": rows}))
-        return 0
-    print(f"{'operation':<16} {'real /proc':>12} {'fakeproc':>12} {'ratio':>8}   (µs per open+op+close, "
-          f"{seconds:g} s each)")
-    for op, v in rows.items():
-        print(f"{op:<16} {v['real_us']:>10.1f}µs {v['fakeproc_us']:>10.1f}µs {v['ratio']:>7.1f}x   "
-              f"({1e6 / v['fakeproc_us']:,.0f} ops/s through fakeproc)")
+        print(json.dumps(res))
+    else:
+        print_report(res)
     return 0
 
 
