@@ -18,7 +18,8 @@ and the FUSE callbacks that one `cat`, one `sh -c 'echo 0 > ...'` and one benchm
 cause (counted inside each server between marker lookups; fakeproc's from a second mount's
 --verbose "request OP" log lines).  All servers are mounted at once and measured in interleaved
 slices, so that load from elsewhere falls on every row alike; only ratios mean anything on a
-noisy machine.  Every daemon and mount is removed on leaving, on Ctrl-C and SIGTERM too.
+noisy machine.  Every daemon and mount is removed on leaving, on Ctrl-C and SIGTERM too, and by a
+watcher process even if the bench itself is killed (SIGKILL, a test's timeout).
 
     tools/bench.py [--seconds 2] [--rounds 5] [--quick] [--json] [--kernel 2.6.32] [--no-install]
 """
@@ -234,6 +235,79 @@ def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str,
 
 # ------------------------------------------------------------------ mounts and daemons
 
+#: Run by a watcher process in its own session: it waits for EOF on its stdin, that is for the bench to
+#: exit, however it exits (SIGKILL, a test's timeout, ...), then removes whatever the bench left in TMP:
+#: every mount under it (lazily; a FUSE daemon ends with its mount), every recorded process still
+#: running (checked by start time, so a reused pid is never hit), and TMP itself.
+WATCHER = r"""
+import os, shutil, signal, subprocess, sys, time
+tmp = sys.argv[1]
+sys.stdin.buffer.read()
+
+def unmount_all():
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mps = [line.split()[4] for line in f if line.split()[4].startswith(tmp + "/")]
+    except OSError:
+        return
+    for mp in reversed(mps):
+        for cmd in (["fusermount", "-u", "-z", mp], ["umount", "-l", mp]):
+            try:
+                if subprocess.run(cmd, capture_output=True, timeout=15).returncode == 0:
+                    break
+            except Exception:
+                pass
+
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+def stop_recorded():
+    try:
+        with open(os.path.join(tmp, "pids")) as f:
+            recorded = [line.split() for line in f if len(line.split()) == 2]
+    except OSError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, started in recorded:
+            if start_time(pid) == started:
+                try:
+                    os.kill(int(pid), sig)
+                except OSError:
+                    pass
+        time.sleep(1)
+
+if os.path.isdir(tmp):
+    unmount_all()
+    stop_recorded()
+    time.sleep(2)  # a daemon that was still starting mounts late: once more
+    unmount_all()
+    shutil.rmtree(tmp, ignore_errors=True)
+"""
+PIDS_FILE: list[str] = []  # where record_pid() writes, once the watcher is set up
+
+
+def start_watcher(tmp: str) -> subprocess.Popen:
+    PIDS_FILE[:] = [os.path.join(tmp, "pids")]
+    return subprocess.Popen([sys.executable, "-c", WATCHER, tmp], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def record_pid(pid: int) -> None:
+    """Note a process for the watcher (with its start time, so that a reused pid is never killed)."""
+    if not PIDS_FILE:
+        return
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return
+    with open(PIDS_FILE[0], "a") as f:
+        f.write(f"{pid} {started}\n")
+
 def mounted(mountpoint: str) -> bool:
     target = os.path.abspath(mountpoint)
     try:
@@ -291,6 +365,7 @@ def start_daemon(stack: contextlib.ExitStack, argv: list[str], mountpoint: str, 
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                 start_new_session=True)
+    record_pid(proc.pid)
 
     def stop() -> None:
         unmount(mountpoint)  # the daemon's loop ends with its mount
@@ -334,6 +409,8 @@ def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, lo
         except KeyboardInterrupt as e:
             interrupted = e
     daemon += [int(m) for m in re.findall(r"daemon pid (\d+)", out)]
+    for pid in daemon:
+        record_pid(pid)
     if interrupted is not None:
         raise interrupted
     if cli.returncode != 0 or not daemon:
@@ -465,6 +542,7 @@ def count_callbacks(mark: Marker, read_path: str, write_path: str) -> dict[str, 
 
 def start_real(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace) -> Server:
     sleeper = subprocess.Popen(["sleep", "600"])
+    record_pid(sleeper.pid)
     stack.callback(sleeper.wait)
     stack.callback(sleeper.kill)
     root = f"/proc/{sleeper.pid}"
@@ -671,6 +749,7 @@ def main() -> int:
     signal.signal(signal.SIGHUP, interrupt)
 
     tmp = tempfile.mkdtemp(prefix="fakeproc-bench-")
+    watcher = start_watcher(tmp)
     rows: dict[str, dict[str, Any]] = {}
     try:
         try:
@@ -711,6 +790,7 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        watcher.stdin.close()  # nothing left for it to do: it exits
 
     for key, v in rows.items():
         if v["status"] != "ok":
