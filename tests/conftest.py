@@ -176,6 +176,6 @@ if settings is not None:
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
-    settings.register_profile("ci", max_examples=100, **_common)
+    settings.register_profile("ci", max_examples=150, **_common)
     settings.register_profile("thorough", max_examples=10_000, **_common)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

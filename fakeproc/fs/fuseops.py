@@ -35,6 +35,17 @@ PTRACE_GUARDED = frozenset({
 OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
+def name_to_int(name: str) -> int | None:
+    """fs/proc/util.c name_to_int(): ASCII decimal digits, no leading zero, below UINT_MAX; else None.
+
+    (Python's ``str.isdigit()`` and ``int()`` also take '\u0661' or '\u00b2': procfs does not.)
+    """
+    if not name.isascii() or not name.isdigit() or (len(name) > 1 and name[0] == "0"):
+        return None
+    v = int(name)
+    return v if v < 0xFFFFFFFF else None
+
+
 class Node:
     """What a path names.  ``kind``: root, dir (fakeproc/), pid, task, tid, file, rootfile;
     in run mode also ``real`` (passed through to ``real``, the host's path) and ``link``
@@ -55,10 +66,11 @@ class Node:
 class Handle:
     """An open file: the node it was opened on and, for the control file, the reply."""
 
-    __slots__ = ("node", "tid", "reply", "reply_base", "fd")
+    __slots__ = ("node", "tid", "reply", "reply_base", "fd", "path")
 
-    def __init__(self, node: Node, fd: int = -1) -> None:
+    def __init__(self, node: Node, fd: int = -1, path: str = "") -> None:
         self.node = node
+        self.path = path
         self.tid = node.task.tid if node.task is not None else 0
         self.reply: bytes | None = None
         self.reply_base = 0  # file position at which the reply starts
@@ -120,8 +132,9 @@ class FakeProcFS:
         head = parts[0]
         if self.state.reality is not None:
             return self._resolve_real(path, parts)
-        if head.isdigit() and head[0] != "0":
-            task = m.tasks.get(int(head))
+        pid = name_to_int(head)
+        if pid is not None:
+            task = m.tasks.get(pid)
             if task is None:
                 raise FuseOSError(errno.ENOENT)
             return self._resolve_pid(task, parts[1:])
@@ -139,9 +152,8 @@ class FakeProcFS:
         if rest[0] == "task":
             if len(rest) == 1:
                 return Node("task", task)
-            if not rest[1].isdigit():
-                raise FuseOSError(errno.ENOENT)
-            th = self.state.machine.tasks.get(int(rest[1]))
+            tid = name_to_int(rest[1])
+            th = self.state.machine.tasks.get(tid) if tid is not None else None
             if th is None or th.tgid != task.tgid:
                 raise FuseOSError(errno.ENOENT)
             if len(rest) == 2:
@@ -158,11 +170,11 @@ class FakeProcFS:
         reality = self.state.reality
         head, rest = parts[0], parts[1:]
         real = reality.real_proc + path
-        if head.isdigit() and head[0] != "0":
+        if name_to_int(head) is not None:
             name = rest[-1] if rest else ""
             if (len(rest) == 1 or (len(rest) == 3 and rest[0] == "task")) and name in MODEL_PID_NAMES:
                 entry = pid_entries(self.state.machine.era).get(name)
-                if entry is None or (len(rest) == 3 and not rest[1].isdigit()):
+                if entry is None or (len(rest) == 3 and name_to_int(rest[1]) is None):
                     raise FuseOSError(errno.ENOENT)  # not a file of this era
                 owner = reality.lookup(int(head))
                 task = owner if len(rest) == 1 else reality.lookup(int(rest[1]))
@@ -182,7 +194,7 @@ class FakeProcFS:
     def _guard(self, node: Node, path: str) -> None:
         """procfs's ptrace_may_access() for the files that need it (the daemon itself is root)."""
         parts = [p for p in path.split("/") if p]
-        if len(parts) < 2 or not parts[0].isdigit():
+        if len(parts) < 2 or name_to_int(parts[0]) is None:
             return
         name = parts[3] if len(parts) > 3 and parts[1] == "task" else parts[1]
         if name not in PTRACE_GUARDED:
@@ -194,9 +206,19 @@ class FakeProcFS:
     # ------------------------------------------------------------- metadata
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-        node = self.resolve(path)
+        # fstat() of an open file keeps working after its process exited, as procfs's inode does
+        # (the kernel does not always pass the handle: then an open handle on the same path stands in)
+        h = self.handles.get(fh) if fh is not None else None
+        if h is None:
+            try:
+                node = self.resolve(path)
+            except FuseOSError:
+                h = next((o for o in self.handles.values() if o.path == path), None)
+                if h is None:
+                    raise
+        node = h.node if h is not None else node
         if node.kind == "real":
-            st = os.lstat(node.real)
+            st = os.fstat(h.fd) if h is not None and h.fd >= 0 else os.lstat(node.real)
             return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")} | {
                 "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
         t = self.mtime_ns
@@ -246,7 +268,7 @@ class FakeProcFS:
         """A real directory; a pid's or a thread's shows the era's OOM files, not the host's."""
         names = os.listdir(real)
         parts = [p for p in path.split("/") if p]
-        if parts[0].isdigit() and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "task")):
+        if name_to_int(parts[0]) is not None and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "task")):
             names = [n for n in names if n not in MODEL_PID_NAMES] + [
                 n for n in pid_entries(self.state.machine.era) if n in MODEL_PID_NAMES]
         return names
@@ -272,12 +294,12 @@ class FakeProcFS:
             self._guard(node, path)
             fd = os.open(node.real, flags & OPEN_FLAGS)
             fh = next(self._fh)
-            self.handles[fh] = Handle(node, fd)
+            self.handles[fh] = Handle(node, fd, path)
             return fh
         if node.entry is None or node.kind not in ("file", "rootfile"):
             raise FuseOSError(errno.EISDIR)
         fh = next(self._fh)
-        self.handles[fh] = Handle(node)
+        self.handles[fh] = Handle(node, path=path)
         return fh
 
     def _handle(self, path: str, fh: int) -> Handle:
@@ -312,8 +334,10 @@ class FakeProcFS:
         return entry.write(self._request(h, offset), h.tid, bytes(data))
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
-        # O_TRUNC on open arrives here; procfs's setattr ignores the size.
-        node = self.resolve(path)
+        # O_TRUNC on open arrives here; procfs's setattr ignores the size (ftruncate() of a file whose
+        # process exited too).
+        h = self.handles.get(fh) if fh is not None else None
+        node = h.node if h is not None else self.resolve(path)
         if node.kind == "real":
             return 0  # procfs files have no size to set; O_TRUNC is harmless there
         if node.kind not in ("file", "rootfile"):
@@ -327,8 +351,19 @@ class FakeProcFS:
         return 0
 
     def utimens(self, path: str, times: Any = None) -> int:
-        self.resolve(path)
+        # proc_setattr() accepts (and forgets) times on files and on PID/task; the pid and tid
+        # directories use proc_pid_... without setattr: EPERM
+        if self.resolve(path).kind in ("pid", "tid"):
+            raise FuseOSError(errno.EPERM)
         return 0
+
+    def listxattr(self, path: str) -> list[str]:
+        self.resolve(path)
+        return []  # procfs has no extended attributes (and lists none)
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        self.resolve(path)
+        raise FuseOSError(errno.EOPNOTSUPP)  # no xattr handlers: the VFS's answer for procfs
 
     # ----------------------------------------- what procfs refuses, and how
 
@@ -337,8 +372,11 @@ class FakeProcFS:
         raise FuseOSError(errno.EPERM)
 
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.resolve(path)
-        raise FuseOSError(errno.EPERM)
+        # as utimens(): proc_setattr() takes a chown of a file or of PID/task and keeps nothing
+        # (the owner is the process's, recomputed at every lookup)
+        if self.resolve(path).kind in ("pid", "tid", "root", "dir"):
+            raise FuseOSError(errno.EPERM)
+        return 0
 
     def unlink(self, path: str) -> int:
         self.resolve(path)
@@ -358,7 +396,11 @@ class FakeProcFS:
         raise FuseOSError(errno.ENOENT)
 
     def rename(self, old: str, new: str) -> int:
-        raise FuseOSError(errno.ENOENT)
+        # procfs: a missing target fails its lookup (ENOENT); an existing one reaches vfs_rename(),
+        # and procfs directories have no ->rename (EPERM)
+        self.resolve(old)
+        self.resolve(new)
+        raise FuseOSError(errno.EPERM)
 
     def link(self, target: str, source: str) -> int:
         raise FuseOSError(errno.ENOENT)
