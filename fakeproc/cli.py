@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log what the mirror and the supervisor do (-vv: every FUSE request)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]")
 
+    sh = sub.add_parser(
+        "shell", help="a shell whose /proc is a simulated machine (ps, top, free see it; needs root)",
+        description="Open a shell (or run -c CMD) in a private mount namespace whose /proc is a simulated "
+                    "machine: ps, top, pgrep, free and cat /proc/meminfo show the scenario's processes and "
+                    "memory. The shell's own processes are mirrored into the machine (children of its init) so "
+                    "that procps finds itself. Exits with the shell's status.")
+    sh.add_argument("--kernel", choices=ERA_NAMES, default=None, metavar="ERA",
+                    help=f"kernel era: {', '.join(ERA_NAMES)} (default: the scenario's, else {DEFAULT_ERA})")
+    sh.add_argument("--scenario", metavar="FILE", help="the machine (default: the embedded story)")
+    sh.add_argument("--privilege", choices=("owner", "caps"), default="owner")
+    sh.add_argument("--mountpoint", metavar="DIR",
+                    help="where the machine is mounted outside the namespace, for fakeproc ctl -m DIR")
+    sh.add_argument("-c", dest="shell_command", metavar="CMD",
+                    help="run CMD with sh -c instead of an interactive shell")
+    sh.add_argument("-v", "--verbose", action="count", default=0)
+
     e = sub.add_parser("explain", help="show each factor of a process's oom_score",
                        description="Show each factor of PID's oom_score for the mount's era: the values that "
                                    "went in, each step of the kernel's formula, and the result.")
@@ -295,6 +311,29 @@ def cmd_save(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shell(a: argparse.Namespace) -> int:
+    import logging
+
+    from .kernel.eras import ERAS
+    from .machine.scenario import ScenarioError, load_scenario, scenario_kernel
+    from .run.session import RunError, RunSession, check_prerequisites
+
+    logging.basicConfig(level=logging.WARNING if not a.verbose else logging.DEBUG,
+                        format="fakeproc shell: %(message)s", stream=sys.stderr)
+    logging.getLogger("fuse").setLevel(logging.CRITICAL)
+    kernel = a.kernel or (scenario_kernel(a.scenario) if a.scenario else None) or DEFAULT_ERA
+    try:
+        machine = load_scenario(a.scenario, ERAS[kernel])
+    except ScenarioError as e:
+        return _die(f"bad scenario: {e}")
+    cmd = ["sh", "-c", a.shell_command] if a.shell_command else [os.environ.get("SHELL") or "/bin/sh", "-i"]
+    try:
+        check_prerequisites()
+        return RunSession(cmd, kernel, a.privilege, False, a.mountpoint, simulated=machine).run()
+    except RunError as e:
+        return _die(f"shell: {e}")
+
+
 def cmd_explain(a: argparse.Namespace) -> int:
     return _send_verb(a.mountpoint, ["explain", str(a.pid)])
 
@@ -328,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
-        return {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl,
-                "ps": cmd_ps, "run": cmd_run, "explain": cmd_explain, "oom": cmd_oom, "save": cmd_save}[a.command](a)
+        commands = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl, "ps": cmd_ps,
+                    "run": cmd_run, "shell": cmd_shell, "explain": cmd_explain, "oom": cmd_oom, "save": cmd_save}
+        return commands[a.command](a)
     except KeyboardInterrupt:
         return 130
     except OSError as e:

@@ -90,6 +90,15 @@ class Reality(Protocol):
 
     def self_link(self, tid: int, thread: bool) -> str: ...
 
+    #: shell mode: the machine is simulated, real processes are only the shell's own
+    simulated_machine: bool
+
+    def simulated(self, pid: int) -> bool: ...  # a process of the scenario, not a real one
+
+    def visible(self, pid: int) -> bool: ...  # a real pid this mount shows
+
+    def extra_pids(self) -> list[int]: ...  # real pids the root of a simulated machine lists too
+
 
 class FsState:
     """What every handler may need: the machine, the privilege policy, the control surface."""

@@ -170,7 +170,12 @@ class FakeProcFS:
         reality = self.state.reality
         head, rest = parts[0], parts[1:]
         real = reality.real_proc + path
-        if name_to_int(head) is not None:
+        pid = name_to_int(head)
+        if pid is not None and reality.simulated(pid):  # shell mode: a process of the scenario
+            return self._resolve_pid(self.state.machine.tasks[pid], rest)
+        if pid is not None and not reality.visible(pid):
+            raise FuseOSError(errno.ENOENT)
+        if pid is not None:
             name = rest[-1] if rest else ""
             if (len(rest) == 1 or (len(rest) == 3 and rest[0] == "task")) and name in MODEL_PID_NAMES:
                 entry = pid_entries(self.state.machine.era).get(name)
@@ -185,8 +190,8 @@ class FakeProcFS:
         if len(parts) == 1 and head in ROOT_DIRS:
             return Node("dir", entry=Entry(head, 0o555))
         entry = self.root_files.get(("/".join(parts[:-1]), parts[-1]))
-        if entry is not None and not entry.companion:  # the host's meminfo, stat, ... pass through
-            return Node("rootfile", entry=entry)
+        if entry is not None and (reality.simulated_machine or not entry.companion):
+            return Node("rootfile", entry=entry)  # run mode: the host's meminfo, stat, ... pass through
         if len(parts) == 1 and head in ("self", "thread-self"):
             return Node("link", entry=Entry(head, 0o777))
         return Node("real", real=real)
@@ -245,6 +250,11 @@ class FakeProcFS:
         names = [".", ".."]
         if node.kind == "real":
             return names + self._real_listing(path, node.real)
+        if node.kind == "root" and self.state.reality is not None and self.state.reality.simulated_machine:
+            real = [n for n in os.listdir(self.state.reality.real_proc)
+                    if name_to_int(n) is None and n not in ROOT_DIRS and ("", n) not in self.root_files]
+            return names + [d for d in ROOT_DIRS] + [e.name for d, e in ROOT_ENTRIES if d == ""] + real + [
+                str(pid) for pid in m.processes] + [str(pid) for pid in self.state.reality.extra_pids()]
         if node.kind == "root" and self.state.reality is not None:
             real = [n for n in os.listdir(self.state.reality.real_proc) if n not in ROOT_DIRS]
             return names + real + [d for d in ROOT_DIRS] + [

@@ -74,6 +74,8 @@ def kernel_hz() -> int:
 class Mirror:
     """Keeps the machine's processes in step with the host's real ones."""
 
+    simulated_machine = False  # run mode: every real process, the host's machine-wide files
+
     def __init__(self, machine: Machine, kill: bool = False, run_root: int | None = None) -> None:
         self.machine = machine
         self.kill = kill  # --kill: the model's victims really receive SIGKILL ...
@@ -83,6 +85,26 @@ class Mirror:
         self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
         self.real_proc = rp.PROC
         machine.observers.append(self)
+
+    # ------------------------------------------------------------ scope
+
+    def simulated(self, pid: int) -> bool:
+        return False
+
+    def visible(self, pid: int) -> bool:
+        return True
+
+    def admitted(self, pid: int, st: rp.Stat) -> bool:
+        """Does this real process belong in the model?  (Run mode: all of them.)"""
+        return True
+
+    def extra_pids(self) -> list[int]:
+        """Real pids a simulated machine's root listing adds (shell mode)."""
+        return []
+
+    def adopter(self) -> Task | None:
+        """The parent of an admitted process whose real parent is not admitted."""
+        return None
 
     # ------------------------------------------------------------ the clock
 
@@ -95,6 +117,8 @@ class Mirror:
 
     def lookup(self, tid: int) -> Task | None:
         """The model's task for a real thread id, entered or refreshed now; None if there is none."""
+        if self.simulated(tid):
+            return self.machine.tasks[tid]
         try:
             st = rp.read_status(tid)
         except (ProcessGone, KeyError, ValueError):
@@ -118,6 +142,8 @@ class Mirror:
         self.killed.pop(pid, None)
         t = m.tasks.get(pid)
         k = self.known.get(pid)
+        if k is None and (self.simulated(pid) or not self.admitted(pid, st)):
+            return None
         if t is not None and k is not None and k.starttime == st.starttime and t.is_leader:
             now = time.monotonic()
             if refresh and now - k.refreshed >= REFRESH_AFTER:
@@ -135,6 +161,8 @@ class Mirror:
     def _enter(self, pid: int, st: rp.Stat) -> Task:
         m = self.machine
         parent = self.process(st.ppid, refresh=False) if st.ppid else None
+        if parent is None:
+            parent = self.adopter()
         status = rp.read_status(pid)
         now = self._now()
         pk = self.known.get(parent.tgid) if parent is not None else None
@@ -276,6 +304,8 @@ class Mirror:
 
     def _forget_pid(self, pid: int) -> None:
         m = self.machine
+        if self.simulated(pid):
+            return  # shell mode: a process of the scenario, not a real one that went away
         self.known.pop(pid, None)
         t = m.tasks.get(pid)
         if t is None:

@@ -36,6 +36,7 @@ from ..machine import Machine
 from ..mounts import clear_stale, fakeproc_mountpoints, mount_state, unmount
 from . import realproc
 from .mirror import Mirror, kernel_hz
+from .shell import ShellMirror
 
 log = logging.getLogger("fakeproc.run")
 
@@ -72,11 +73,16 @@ def clear_dead_runs(mountpoint: str | None) -> None:
 
 class RunSession:
     def __init__(self, cmd: list[str], era: str, privilege: str = "owner", kill: bool = False,
-                 mountpoint: str | None = None) -> None:
+                 mountpoint: str | None = None, simulated: Machine | None = None) -> None:
+        """``simulated``: ``fakeproc shell``'s machine (a scenario) instead of the host's processes."""
         self.cmd = cmd
-        ram, swap = realproc.ram_and_swap()
-        self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
-        self.mirror = Mirror(self.machine, kill=kill)
+        if simulated is not None:
+            self.machine = simulated
+            self.mirror: Mirror = ShellMirror(simulated)
+        else:
+            ram, swap = realproc.ram_and_swap()
+            self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
+            self.mirror = Mirror(self.machine, kill=kill)
         self.own_dir = mountpoint is None
         clear_dead_runs(os.path.realpath(mountpoint) if mountpoint else None)
         self.mountpoint = mountpoint or tempfile.mkdtemp(prefix=RUN_PREFIX)

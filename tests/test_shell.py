@@ -1,0 +1,33 @@
+"""fakeproc shell: procps against a simulated machine, with the shell's own processes in it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def shell(*args: str, cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fakeproc", "shell", *args, "-c", cmd], capture_output=True,
+                          text=True, timeout=90)
+
+
+def test_ps_free_pgrep_and_top_see_the_simulated_machine():
+    r = shell(cmd="ps -e -o pid,ppid,user,oom,oomadj,rss,comm; echo; free -k | sed -n 2p; pgrep -x memhog; "
+                  "cat /proc/500/oom_score /proc/uptime; top -b -n 1 | sed -n 2p; echo $$")
+    assert r.returncode == 0, r.stderr
+    ps, rest = r.stdout.split("\n\n", 1)
+    rows = {line.split()[0]: line.split() for line in ps.splitlines()[1:]}
+    assert rows["500"][1] == "1" and rows["500"][3:] == ["81920", "0", "2097152", "memhog"]  # user: uid 1000
+    assert {"1", "2", "310", "400", "401", "402", "600", "700"} <= set(rows)
+    mem, pgrep, score, uptime, tasks, sh_pid = rest.splitlines()
+    assert mem.split()[1] == str(4 << 20)  # the scenario's 4G of RAM, in kB
+    assert pgrep == "500" and score == "81920" and uptime.startswith("172800.00 ")
+    assert tasks.startswith("Tasks:")
+    assert sh_pid in rows and rows[sh_pid][-1] == "sh"  # the shell itself is there, so procps works
+
+
+def test_the_killer_runs_inside_and_kills_in_the_model():
+    r = shell("--kernel", "6.x", cmd="echo f > /proc/sysrq-trigger; grep -c 'Killed process 500' /proc/fakeproc/dmesg; "
+                                     "test -e /proc/500 || echo gone")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "gone"]
