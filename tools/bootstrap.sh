@@ -30,6 +30,10 @@ venv_install() {  # venv_install EXTRAS ("" or "test")
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$VENV"; python3 -m venv "$VENV"; }
     fi
+    # the test install holds everything the base one does
+    if [ -z "$extras" ] && [ "$(cat "$VENV/.fakeproc-stamp-test" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "fakeproc: installing fakeproc${extras:+[$extras]} into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >&2
