@@ -18,6 +18,13 @@ def _die(msg: str, code: int = 1) -> int:
     return code
 
 
+def _add_privilege(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--privilege", choices=("owner", "caps"), default="owner",
+                   help="who holds CAP_SYS_RESOURCE when writing: 'owner' (default) = callers with uid 0 or "
+                        "the uid that mounted; 'caps' = each caller's real effective capabilities, read from "
+                        "the kernel at the time of the write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fakeproc",
@@ -39,10 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--kernel", choices=ERA_NAMES, default=None, metavar="ERA",
                    help=f"kernel era whose rules to follow: {', '.join(ERA_NAMES)} (default: the era a saved "
                         f"--scenario was saved under, else {DEFAULT_ERA})")
-    m.add_argument("--privilege", choices=("owner", "caps"), default="owner",
-                   help="who holds CAP_SYS_RESOURCE when writing: 'owner' (default) = callers with uid 0 or "
-                        "the uid that mounted; 'caps' = each caller's real effective capabilities, read from "
-                        "the kernel at the time of the write")
+    _add_privilege(m)
     m.add_argument("--scenario", metavar="FILE",
                    help="TOML file describing the machine (RAM, swap, processes); default: the embedded "
                         "story of the 2009 vfork regression (see README, 'Scenario files')")
@@ -81,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                "fakeproc ctl -m MOUNTPOINT ... ($FAKEPROC_MOUNT inside the command).")
     r.add_argument("--kernel", choices=ERA_NAMES, default=DEFAULT_ERA, metavar="ERA",
                    help=f"kernel era: {', '.join(ERA_NAMES)} (default {DEFAULT_ERA})")
-    r.add_argument("--privilege", choices=("owner", "caps"), default="owner",
-                   help="who may lower a value: 'owner' (root; default) or 'caps' (each caller's real "
-                        "CAP_SYS_RESOURCE)")
+    _add_privilege(r)
     r.add_argument("--kill", action="store_true",
                    help="the model's OOM victims really receive SIGKILL (default: the model kills them in its "
                         "log and model only; the real processes go on)")
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--kernel", choices=ERA_NAMES, default=None, metavar="ERA",
                     help=f"kernel era: {', '.join(ERA_NAMES)} (default: the scenario's, else {DEFAULT_ERA})")
     sh.add_argument("--scenario", metavar="FILE", help="the machine (default: the embedded story)")
-    sh.add_argument("--privilege", choices=("owner", "caps"), default="owner")
+    _add_privilege(sh)
     sh.add_argument("--mountpoint", metavar="DIR",
                     help="where the machine is mounted outside the namespace, for fakeproc ctl -m DIR")
     sh.add_argument("-c", dest="shell_command", metavar="CMD",
