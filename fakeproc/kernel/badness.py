@@ -6,6 +6,7 @@ from its tasks; these functions only compute, so a test can check them by hand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import isqrt
 from typing import NamedTuple
 
@@ -43,40 +44,54 @@ class LegacyInputs(NamedTuple):
     hz: int = 250
 
 
-def legacy_badness(i: LegacyInputs, adj_first: bool = True) -> int:
+def legacy_badness(i: LegacyInputs, adj_first: bool = True, trace: list[tuple[str, int]] | None = None) -> int:
     """badness() of 2.6.31/2.6.32, step by step as in mm/oom_kill.c.
 
     ``adj_first``: 2.6.32 returns 0 for OOM_DISABLE before looking at the mm;
     2.6.31 does not test OOM_DISABLE inside badness() at all (its caller does)
     and lets the final shift by 17 bring small scores to 0.
+    ``trace``: if given, each step is appended as (what was done, points after it)
+    (``fakeproc explain``).
     """
+    def step(what: Callable[[], str], points: int) -> int:  # the text is made only when tracing
+        if trace is not None:
+            trace.append((what(), points))
+        return points
+
     if adj_first and i.oom_adj == OOM_DISABLE:
-        return 0
+        return step(lambda: "oom_adj is -17 (OOM_DISABLE): badness() returns 0 at once", 0)
     if not i.has_mm:
-        return 0
-    points = i.total_vm
+        return step(lambda: "no address space (kernel thread): 0", 0)
+    points = step(lambda: f"total_vm of its mm: {i.total_vm} pages", i.total_vm)
     if i.oom_origin:
-        return ULONG_MAX
+        return step(lambda: "running swapoff (PF_OOM_ORIGIN): ULONG_MAX", ULONG_MAX)
     for vm in i.children_vm:
-        points += vm // 2 + 1
-    cpu_time = i.cpu_jiffies >> (SHIFT_HZ[i.hz] + 3)
+        points = step(lambda vm=vm: f"+ child: its own total_vm {vm} / 2 + 1", points + vm // 2 + 1)
+    shift = SHIFT_HZ[i.hz] + 3
+    cpu_time = i.cpu_jiffies >> shift
     run_time = (i.uptime_s - i.start_time_s) >> 10 if i.uptime_s >= i.start_time_s else 0
     if cpu_time:
-        points //= int_sqrt(cpu_time)
+        points = step(lambda: f"/ int_sqrt(cpu time {i.cpu_jiffies} jiffies >> {shift} = {cpu_time}) = "
+                      f"{int_sqrt(cpu_time)}", points // int_sqrt(cpu_time))
+    else:
+        step(lambda: f"cpu time {i.cpu_jiffies} jiffies >> {shift} is 0: no division", points)
     if run_time:
-        points //= int_sqrt(int_sqrt(run_time))
+        points = step(lambda: f"/ int_sqrt(int_sqrt(run time {i.uptime_s - i.start_time_s} s >> 10 = {run_time})) = "
+                      f"{int_sqrt(int_sqrt(run_time))}", points // int_sqrt(int_sqrt(run_time)))
+    else:
+        step(lambda: "run time >> 10 is 0: no division", points)
     if i.nice > 0:
-        points = (points * 2) & ULONG_MAX
+        points = step(lambda: f"* 2: niced ({i.nice})", (points * 2) & ULONG_MAX)
     if i.cap_admin_or_resource:
-        points //= 4
+        points = step(lambda: "/ 4: CAP_SYS_ADMIN or CAP_SYS_RESOURCE", points // 4)
     if i.cap_rawio:
-        points //= 4
+        points = step(lambda: "/ 4: CAP_SYS_RAWIO", points // 4)
     if not i.mems_intersect:
-        points //= 8
+        points = step(lambda: "/ 8: no memory node in common with the allocating task", points // 8)
     if i.oom_adj > 0:
-        points = (max(points, 1) << i.oom_adj) & ULONG_MAX
+        points = step(lambda: f"<< oom_adj {i.oom_adj}", (max(points, 1) << i.oom_adj) & ULONG_MAX)
     elif i.oom_adj < 0:
-        points >>= -i.oom_adj
+        points = step(lambda: f">> -oom_adj {-i.oom_adj}", points >> -i.oom_adj)
     return points
 
 

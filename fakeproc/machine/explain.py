@@ -10,10 +10,9 @@ to ``select_bad_process()`` by the tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import isqrt
 from typing import TYPE_CHECKING
 
-from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, modern_oom_score
+from ..kernel.badness import OOM_DISABLE, legacy_badness, modern_oom_score
 from .task import PAGE_SIZE, Task
 
 if TYPE_CHECKING:
@@ -60,58 +59,17 @@ def _explain_modern(m: Machine, t: Task) -> tuple[list[Step], int]:
 
 
 def _explain_legacy(m: Machine, p: Task, current_mems: frozenset[int] | None) -> tuple[list[Step], int]:
-    # mm/oom_kill.c badness() of 2.6.31-rc, 2.6.31, 2.6.32
-    i = m.badness_inputs(p, current_mems)
-    steps: list[Step] = []
-    if m.era.badness_adj_first and i.oom_adj == OOM_DISABLE:
-        steps.append(Step("oom_adj is -17 (OOM_DISABLE): badness() returns 0 at once", 0))
-        return steps, 0
-    if not i.has_mm:
-        steps.append(Step("no address space (kernel thread): 0", 0))
-        return steps, 0
-    points = i.total_vm
-    steps.append(Step(f"total_vm of its mm: {i.total_vm} pages", points))
-    if i.oom_origin:
-        steps.append(Step("running swapoff (PF_OOM_ORIGIN): ULONG_MAX", ULONG_MAX))
-        return steps, ULONG_MAX
-    for c, vm in zip([c for c in (p.children if p.is_leader else []) if c.mm is not None and c.mm is not p.mm],
-                     i.children_vm, strict=True):
-        points += vm // 2 + 1
-        steps.append(Step(f"+ child {c.tgid} ({c.comm}): its own total_vm {vm} / 2 + 1", points))
-    shift = SHIFT_HZ[i.hz] + 3
-    cpu = i.cpu_jiffies >> shift
-    if cpu:
-        points //= isqrt(cpu)
-        steps.append(Step(f"/ int_sqrt(cpu time {i.cpu_jiffies} jiffies >> {shift} = {cpu}) = {isqrt(cpu)}",
-                          points))
-    else:
-        steps.append(Step(f"cpu time {i.cpu_jiffies} jiffies >> {shift} is 0: no division", points))
-    run = (i.uptime_s - i.start_time_s) >> 10 if i.uptime_s >= i.start_time_s else 0
-    if run:
-        points //= isqrt(isqrt(run))
-        steps.append(Step(f"/ int_sqrt(int_sqrt(run time {i.uptime_s - i.start_time_s} s >> 10 = {run})) "
-                          f"= {isqrt(isqrt(run))}", points))
-    else:
-        steps.append(Step("run time >> 10 is 0: no division", points))
-    if i.nice > 0:
-        points = (points * 2) & ULONG_MAX
-        steps.append(Step(f"* 2: niced ({i.nice})", points))
-    if i.cap_admin_or_resource:
-        points //= 4
-        steps.append(Step("/ 4: CAP_SYS_ADMIN or CAP_SYS_RESOURCE", points))
-    if i.cap_rawio:
-        points //= 4
-        steps.append(Step("/ 4: CAP_SYS_RAWIO", points))
-    if not i.mems_intersect:
-        points //= 8
-        steps.append(Step("/ 8: no memory node in common with the allocating task", points))
-    if i.oom_adj > 0:
-        points = (max(points, 1) << i.oom_adj) & ULONG_MAX
-        steps.append(Step(f"<< oom_adj {i.oom_adj}", points))
-    elif i.oom_adj < 0:
-        points >>= -i.oom_adj
-        steps.append(Step(f">> -oom_adj {-i.oom_adj}", points))
-    return steps, points
+    # mm/oom_kill.c badness() of 2.6.31-rc, 2.6.31, 2.6.32: the specification itself, traced
+    trace: list[tuple[str, int]] = []
+    score = legacy_badness(m.badness_inputs(p, current_mems), m.era.badness_adj_first, trace)
+    children = iter([c for c in (p.children if p.is_leader else []) if c.mm is not None and c.mm is not p.mm])
+    steps = []
+    for what, points in trace:
+        if what.startswith("+ child:"):  # name the child the step counted (same order as children_vm)
+            c = next(children)
+            what = what.replace("+ child:", f"+ child {c.tgid} ({c.comm}):", 1)
+        steps.append(Step(what, points))
+    return steps, score
 
 
 @dataclass(slots=True)
