@@ -510,12 +510,17 @@ def open_all(t: Target, era: str, wheres=("pid", "thread")) -> dict[str, int]:
     return fds
 
 
-@pytest.mark.parametrize("era", ERA_NAMES)
-def test_a_process_that_exits_under_open_files(machines, era):
+def process_with_a_thread_and_open_files(machines, era):
+    """A new two-thread process on the era's mount, with every file of both threads open."""
     mnt_t = machines(era)
     pid = int(ctl(mnt_t, "fork", "1"))
     t = Target(mnt_t.root, era, pid, int(ctl(mnt_t, "thread", str(pid))))
-    fds = open_all(t, era)
+    return mnt_t, t, open_all(t, era)
+
+
+@pytest.mark.parametrize("era", ERA_NAMES)
+def test_a_process_that_exits_under_open_files(machines, era):
+    mnt_t, t, fds = process_with_a_thread_and_open_files(machines, era)
     try:
         assert ctl(mnt_t, "exit", str(t.pid)) == f"exited: {t.pid} {t.tid}"
         got = exit_ops(t, fds, era)
@@ -534,10 +539,7 @@ def test_a_process_that_exits_under_open_files(machines, era):
 
 @pytest.mark.parametrize("era", ERA_NAMES)
 def test_a_thread_that_exits_under_open_files(machines, era):
-    mnt_t = machines(era)
-    pid = int(ctl(mnt_t, "fork", "1"))
-    t = Target(mnt_t.root, era, pid, int(ctl(mnt_t, "thread", str(pid))))
-    fds = open_all(t, era)
+    mnt_t, t, fds = process_with_a_thread_and_open_files(machines, era)
     try:
         assert ctl(mnt_t, "exit", str(t.tid)) == f"exited: {t.tid}"
         for key, fd in fds.items():
@@ -553,8 +555,8 @@ def test_a_thread_that_exits_under_open_files(machines, era):
         for fd in fds.values():
             os.close(fd)
     assert outcome(lambda: os.stat(t.path("thread", "oom_adj"))) == "ENOENT"
-    assert sorted(os.listdir(t.root / f"{pid}/task")) == [str(pid)]
-    ctl(mnt_t, "exit", str(pid))
+    assert sorted(os.listdir(t.root / f"{t.pid}/task")) == [str(t.pid)]
+    ctl(mnt_t, "exit", str(t.pid))
 
 
 def ctl(t: Target, *words: str) -> str:
