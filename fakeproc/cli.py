@@ -1,4 +1,4 @@
-"""``fakeproc``: the command line (mount, umount, ctl, ps, save, run)."""
+"""``fakeproc``: the command line (mount, umount, ctl, ps, log, save, run, shell, explain, oom)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,26 @@ def _add_privilege(p: argparse.ArgumentParser) -> None:
                    help="who holds CAP_SYS_RESOURCE when writing: 'owner' (default) = callers with uid 0 or "
                         "the uid that mounted; 'caps' = each caller's real effective capabilities, read from "
                         "the kernel at the time of the write")
+
+
+def _add_clock(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", metavar="stepped|real|Nx",
+                   help="how the simulated clock runs: stepped (only `fakeproc ctl tick` moves it), real, or a "
+                        "speed such as 60x (60 simulated seconds per second); processes with an allocation "
+                        "rate allocate as it runs (default: the scenario's, else stepped)")
+
+
+def _apply_clock(machine: object, clock: str | None) -> str | None:
+    """Set ``--clock`` on a loaded machine; an error message if it does not parse."""
+    from .units import parse_clock
+
+    if clock is None:
+        return None
+    try:
+        machine.clock_scale = parse_clock(clock)  # type: ignore[attr-defined]
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--save-on-exit", metavar="FILE",
                    help="when the mount ends cleanly (fakeproc umount, SIGINT, SIGTERM, SIGHUP), save the machine "
                         "to FILE, which --scenario FILE loads again (a SIGKILL'd daemon saves nothing)")
+    _add_clock(m)
     m.add_argument("--background", action="store_true",
                    help="start the daemon in the background and return once the mount answers")
     m.add_argument("--log", metavar="FILE", help="with --background: the daemon's log file "
@@ -105,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"kernel era: {', '.join(ERA_NAMES)} (default: the scenario's, else {DEFAULT_ERA})")
     sh.add_argument("--scenario", metavar="FILE", help="the machine (default: the embedded story)")
     _add_privilege(sh)
+    _add_clock(sh)
     sh.add_argument("--mountpoint", metavar="DIR",
                     help="where the machine is mounted outside the namespace, for fakeproc ctl -m DIR")
     sh.add_argument("-c", dest="shell_command", metavar="CMD",
@@ -127,6 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
     ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    lg = sub.add_parser(
+        "log", help="the kernel log and the stream of changes (writes, forks, exits, kills)",
+        description="Print the mount's kernel log and every change to its machine, in order: writes to the OOM "
+                    "files (with the other processes whose value moved along), forks, vforks, threads, execs, "
+                    "exits, OOM calls and kills, memory, allocation-rate, clock and tick changes. Kernel lines "
+                    "look as dmesg shows them; changes as '[TIME] @TYPE key=value ...'.",
+        epilog="--json prints one object per event: seq (1, 2, ...), time (simulated seconds), type (kernel, write, "
+               "fork, vfork, clone, thread, exec, exit, oom, kill, alloc_failed, memory, cpu, alloc, tick, clock) "
+               "and that type's fields. The daemon keeps the last 50,000 events.")
+    lg.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="keep printing new events as they happen, until the mount goes away or Ctrl-C")
+    lg.add_argument("--json", action="store_true", help="one JSON object per line, for scripts and tests")
+    lg.add_argument("-k", "--kernel", action="store_true", help="only the kernel log (what dmesg would show)")
+    lg.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events numbered after SEQ")
 
     sv = sub.add_parser("save", help="save a mount's machine to a scenario file (mount --scenario FILE loads it)",
                         description="Write the machine of a running mount to FILE (replaced atomically) as a "
@@ -183,6 +221,9 @@ def _mount_foreground(a: argparse.Namespace) -> int:
         machine = load_scenario(a.scenario, ERAS[a.kernel])
     except ScenarioError as e:
         return _die(f"bad scenario: {e}")
+    bad = _apply_clock(machine, a.clock)
+    if bad:
+        return _die(f"--clock: {bad}", 2)
     try:
         Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit).serve()
     except RuntimeError as e:
@@ -205,6 +246,8 @@ def _mount_background(a: argparse.Namespace) -> int:
         argv += ["--scenario", a.scenario]
     if a.save_on_exit:
         argv += ["--save-on-exit", a.save_on_exit]
+    if a.clock:
+        argv += ["--clock", a.clock]
     if a.verbose:
         argv.append("--verbose")
     with open(logfile, "ab") as out:
@@ -328,6 +371,9 @@ def cmd_shell(a: argparse.Namespace) -> int:
         machine = load_scenario(a.scenario, ERAS[kernel])
     except ScenarioError as e:
         return _die(f"bad scenario: {e}")
+    bad = _apply_clock(machine, a.clock)
+    if bad:
+        return _die(f"--clock: {bad}", 2)
     cmd = ["sh", "-c", a.shell_command] if a.shell_command else [os.environ.get("SHELL") or "/bin/sh", "-i"]
     try:
         check_prerequisites()
@@ -353,6 +399,39 @@ def _send_verb(mountpoint: str, words: list[str]) -> int:
     return 0
 
 
+def cmd_log(a: argparse.Namespace) -> int:
+    import errno
+    import json
+    import time
+
+    from .machine.journal import format_event
+
+    seq = a.since
+    while True:
+        try:
+            reply = send(a.mountpoint, ["events", "--since", str(seq)])
+        except ControlError as e:
+            if a.follow and seq > a.since and e.errno in (errno.ENOENT, errno.ENOTCONN, errno.ECONNABORTED):
+                return 0  # the mount went away while we followed it
+            return _die(str(e))
+        out = []
+        for line in reply.splitlines():
+            ev = json.loads(line)
+            if ev["seq"] > seq + 1 and seq:
+                print(f"fakeproc: {ev['seq'] - seq - 1} events were lost (the daemon keeps the last 50,000)",
+                      file=sys.stderr)
+            seq = ev["seq"]
+            if a.kernel and ev["type"] != "kernel":
+                continue
+            out.append(json.dumps(ev) if a.json else format_event(ev))
+        if out:
+            sys.stdout.write("\n".join(out) + "\n")
+            sys.stdout.flush()
+        if not a.follow:
+            return 0
+        time.sleep(0.2)
+
+
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
         sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
@@ -370,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         a.words = extra + a.words  # `ctl --help`, `ctl -m MP --help`: options argparse left over
     try:
         commands = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "ctl": cmd_ctl, "ps": cmd_ps,
-                    "run": cmd_run, "shell": cmd_shell, "explain": cmd_explain, "oom": cmd_oom, "save": cmd_save}
+                    "run": cmd_run, "shell": cmd_shell, "explain": cmd_explain, "oom": cmd_oom, "save": cmd_save,
+                    "log": cmd_log}
         return commands[a.command](a)
     except KeyboardInterrupt:
         return 130

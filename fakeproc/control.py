@@ -21,6 +21,7 @@ from .machine import Caller, Machine, MachineError
 from .machine.explain import explain, rank
 from .machine.klog import format_record
 from .machine.scenario import ScenarioError, dump_scenario, write_atomically
+from .units import format_clock, format_size
 from .verbs import UsageError, build_parser, format_ps
 
 if TYPE_CHECKING:
@@ -139,7 +140,28 @@ class Control:
         return f"{t.tid}: utime {t.utime} stime {t.stime} jiffies\n"
 
     def do_tick(self, req: Request | None, a: argparse.Namespace) -> str:
-        return f"uptime {self.machine.tick(a.seconds):.2f}s\n"
+        m = self.machine
+        before = len(m.log.records)
+        m.note("tick", seconds=a.seconds)
+        uptime = m.tick(a.seconds)
+        lines = [format_record(t, s) + "\n" for t, s in m.log.records[before:]]
+        return "".join(lines) + f"uptime {uptime:.2f}s\n"
+
+    def do_alloc(self, req: Request | None, a: argparse.Namespace) -> str:
+        t = self.machine.set_alloc_rate(a.pid, a.rate)
+        free_ram, free_swap = self.machine.free_pages()
+        return (f"{t.tgid} ({t.comm}) allocates {format_size(a.rate)}/s; free: RAM {free_ram * 4}kB, "
+                f"swap {free_swap * 4}kB\n")
+
+    def do_clock(self, req: Request | None, a: argparse.Namespace) -> str:
+        m = self.machine
+        if a.mode is not None and a.mode != m.clock_scale:
+            m.clock_scale = a.mode
+            m.note("clock", mode=format_clock(a.mode))
+        return f"clock {format_clock(m.clock_scale)}, uptime {m.uptime:.2f}s\n"
+
+    def do_events(self, req: Request | None, a: argparse.Namespace) -> str:
+        return "".join(json.dumps(ev) + "\n" for ev in self.machine.journal.since(a.since))
 
     def do_oom(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine
@@ -201,7 +223,8 @@ class Control:
     def do_info(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine
         info = {"kernel": m.era.name, "ram_kib": m.ram_pages * 4, "swap_kib": m.swap_pages * 4, "hz": m.hz,
-                "uptime": m.uptime, "processes": len(m.processes), "threads": len(m.tasks)}
+                "uptime": m.uptime, "clock": format_clock(m.clock_scale), "processes": len(m.processes),
+                "threads": len(m.tasks)}
         info.update(self.info())
         return "".join(f"{k}: {v}\n" for k, v in info.items())
 

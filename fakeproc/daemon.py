@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from .clock import run_clock
 from .control import Control
 from .fs.entries import FsState, Reality
 from .fs.fuseops import FakeProcFS, fuse_options
@@ -75,6 +76,7 @@ class Daemon:
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(fuse_thread)
+                nursery.start_soon(run_clock, self.machine, self.lock)
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
                     try:

@@ -40,3 +40,32 @@ def format_size(nbytes: int) -> str:
         if nbytes >= mult and nbytes % mult == 0:
             return f"{nbytes // mult}{unit}"
     return str(nbytes)
+
+
+def parse_rate(value: str | int) -> int:
+    """Bytes per second from ``"16M"`` or ``"16M/s"`` (a size allocated each simulated second)."""
+    text = str(value).strip()
+    if text.lower().endswith("/s"):
+        text = text[:-2]
+    return parse_size(int(text) if text.isdigit() else text)
+
+
+def parse_clock(value: str | int | float) -> float:
+    """The clock's speed: ``"stepped"`` (0, moved by tick only), ``"real"`` (1) or ``"60x"`` (60 per second)."""
+    text = str(value).strip().lower()
+    if text == "stepped":
+        return 0.0
+    if text == "real":
+        return 1.0
+    m = re.fullmatch(r"x?(\d+(?:\.\d+)?)x?", text)
+    if m and float(m.group(1)) > 0:
+        return float(m.group(1))
+    raise ValueError(f"not a clock: {value!r} (stepped, real, or a speed such as 60x)")
+
+
+def format_clock(scale: float) -> str:
+    if scale == 0:
+        return "stepped"
+    if scale == 1:
+        return "real"
+    return f"{scale:g}x"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from .kernel.caps import parse_caps
-from .units import parse_duration, parse_size
+from .units import parse_clock, parse_duration, parse_rate, parse_size
 
 
 class UsageError(Exception):
@@ -36,6 +36,20 @@ def _size(text: str) -> int:
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_rate(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _clock(text: str) -> float:
+    try:
+        return parse_clock(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -104,8 +118,19 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     v.add_argument("tid", type=int, metavar="TID")
     v.add_argument("seconds", type=_duration, metavar="SECONDS")
     v.add_argument("--system", action="store_true", help="as system time (default: user time)")
-    v = verb("tick", "advance the simulated clock")
+    v = verb("tick", "advance the simulated clock; processes with an allocation rate allocate, and the OOM "
+                     "killer fires by itself when RAM and swap run out (its report is printed)")
     v.add_argument("seconds", type=_duration, metavar="SECONDS")
+    v = verb("alloc", "process PID allocates RATE (bytes per simulated second, e.g. 16M or 16M/s) from now on; "
+                      "0 stops it")
+    v.add_argument("pid", type=int, metavar="PID")
+    v.add_argument("rate", type=_rate, metavar="RATE")
+    v = verb("clock", "how the simulated clock runs: stepped (only tick moves it), real (one simulated second "
+                      "per second), or a speed such as 60x; without an argument, print it")
+    v.add_argument("mode", type=_clock, nargs="?", metavar="stepped|real|Nx")
+    v = verb("events", "print the change stream as JSON lines: writes, forks, execs, exits, kills, OOM calls, "
+                       "memory and clock changes, kernel log lines")
+    v.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events numbered after SEQ")
     v = verb("oom", "run the OOM killer once and print what it did")
     v.add_argument("--as", dest="as_pid", type=int, metavar="PID",
                    help="the allocating task named in the report (default: the caller)")

@@ -64,6 +64,7 @@ def test_2_6_31_values_are_per_thread(mount_factory):
     assert mnt.read(f"{mnt.new_pid('fork', str(pid))}/oom_adj") == "3\n"
     # and each thread has its own score (its own cpu time)
     mnt.ctl("grow", str(pid), "1G")
+    mnt.ctl("alloc", "500", "0")  # the default story's memhog would run memory out within this hour
     mnt.ctl("tick", "1h")
     mnt.ctl("cpu", str(tid), "1h")
     assert mnt.read(f"{pid}/task/{tid}/oom_score") != mnt.read(f"{pid}/oom_score")

@@ -36,6 +36,8 @@ ERA_LIST = list(ERAS)
 class Writer:
     """A writer of the OOM files, privileged or not."""
 
+    tid = 4242
+
     def __init__(self, privileged: bool) -> None:
         self._privileged = privileged
 

@@ -271,6 +271,13 @@ class KillerMixin:
         for o in self.observers:
             o.before_oom()
         result = self._out_of_memory(current, sysrq, current_mems)
+        self.note("oom", current=current.pid, comm=current.comm, sysrq=sysrq,
+                  victim=result.victim.tid if result.victim is not None else None,
+                  killed=[t.tid for t in result.killed if t.is_leader], livelock=result.livelock,
+                  nothing_killable=result.nothing_killable)
+        for t in result.killed:
+            if t.is_leader:
+                self.note("kill", pid=t.tgid, comm=t.comm, tids=[th.tid for th in result.killed if th.tgid == t.tgid])
         for o in self.observers:
             o.after_oom(result)
         return result

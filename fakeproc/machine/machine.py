@@ -14,10 +14,13 @@ from collections.abc import Iterator
 
 from ..kernel.badness import OOM_DISABLE
 from ..kernel.eras import AdjHome, Era, score_adj_to_legacy
+from ..units import format_size
 from .errors import MachineError
+from .journal import Journal
 from .killer import KillerMixin, OomObserver
 from .klog import KernelLog
 from .oomfiles import OomFilesMixin
+from .pressure import Allocator, PressureMixin
 from .task import PAGE_SIZE, Mm, SignalStruct, Task
 
 #: An exec'd program starts with this address space unless told otherwise.
@@ -25,7 +28,7 @@ EXEC_DEFAULT_VM = 4 << 20
 EXEC_DEFAULT_RSS = 1 << 20
 
 
-class Machine(OomFilesMixin, KillerMixin):
+class Machine(OomFilesMixin, KillerMixin, PressureMixin):
     """A simulated Linux machine, as far as the OOM killer can see it."""
 
     def __init__(self, era: Era, ram: int = 4 << 30, swap: int = 0, hz: int = 250,
@@ -35,10 +38,13 @@ class Machine(OomFilesMixin, KillerMixin):
         self.swap_pages = swap // PAGE_SIZE
         self.hz = hz
         self.uptime = uptime  # seconds since boot, moved only by tick()
+        self.clock_scale = 0.0  # 0: stepped (tick only); 1: real time; N: N simulated seconds per real one
+        self.allocators: dict[int, Allocator] = {}  # pid -> allocation rate (pressure.py)
         self.tasks: dict[int, Task] = {}  # every live thread, by tid
         self.processes: dict[int, Task] = {}  # thread-group leaders, in creation order
         self.next_pid = 1
         self.log = KernelLog()
+        self.journal = Journal()  # the change stream (fakeproc log --json)
         self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
         self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
 
@@ -58,7 +64,12 @@ class Machine(OomFilesMixin, KillerMixin):
         return iter(list(self.processes.values()))
 
     def printk(self, text: str) -> str:
+        self.journal.record(self.uptime, "kernel", text=text)
         return self.log.printk(self.uptime, text)
+
+    def note(self, kind: str, **fields: object) -> None:
+        """Add a change to the journal, stamped with the simulated clock."""
+        self.journal.record(self.uptime, kind, **fields)
 
     @property
     def totalpages(self) -> int:
@@ -177,6 +188,8 @@ class Machine(OomFilesMixin, KillerMixin):
         elif uid is not None:
             child.gid = uid
         self._attach(child)
+        self.note("vfork" if vfork else "clone" if share_vm else "fork", pid=pid, ppid=parent.tgid,
+                  comm=child.comm, uid=child.uid)
         return child
 
     def clone_thread(self, pid: int, *, tid: int | None = None) -> Task:
@@ -192,6 +205,7 @@ class Machine(OomFilesMixin, KillerMixin):
         t.oom_adj = creator.oom_adj
         t.mems = creator.mems
         self._attach(t)
+        self.note("thread", tid=tid, pid=leader.tgid)
         return t
 
     def exec(self, pid: int, comm: str, *, vm: int = EXEC_DEFAULT_VM, rss: int = EXEC_DEFAULT_RSS) -> Task:
@@ -213,6 +227,8 @@ class Machine(OomFilesMixin, KillerMixin):
         t.mm = new
         t.comm = comm[:15]
         t.vfork_parent = None  # mm_release(): the vfork parent wakes up
+        self.allocators.pop(t.tgid, None)  # a new program: the old one's allocation stops
+        self.note("exec", pid=t.tgid, comm=t.comm, vm=vm, rss=rss)
         return t
 
     def exit(self, tid: int) -> list[Task]:
@@ -222,8 +238,11 @@ class Machine(OomFilesMixin, KillerMixin):
             raise MachineError(errno.EPERM, "init cannot exit (the kernel would panic)")
         if not t.is_leader:
             self._release_thread(t)
+            self.note("exit", pid=t.tgid, tids=[t.tid])
             return [t]
-        return self._exit_group(t)
+        gone = self._exit_group(t)
+        self.note("exit", pid=t.tgid, tids=[th.tid for th in gone])
+        return gone
 
     def _exit_group(self, leader: Task) -> list[Task]:
         gone = list(leader.signal.threads)
@@ -241,6 +260,7 @@ class Machine(OomFilesMixin, KillerMixin):
         t.vfork_parent = None
         if t.is_leader:
             del self.processes[t.tid]
+            self.allocators.pop(t.tid, None)
             if t.parent is not None and t in t.parent.children:
                 t.parent.children.remove(t)
             reaper = self.processes.get(1)
@@ -261,6 +281,7 @@ class Machine(OomFilesMixin, KillerMixin):
             if v < 0:
                 raise MachineError(errno.EINVAL, f"{k} cannot be negative")
             setattr(t.mm, k, v)
+        self._note_memory(t)
         return t.mm
 
     def grow(self, pid: int, nbytes: int) -> Mm:
@@ -274,13 +295,14 @@ class Machine(OomFilesMixin, KillerMixin):
             raise MachineError(errno.EINVAL, f"{pid} maps only {mm.total_vm * PAGE_SIZE} bytes")
         mm.total_vm += d
         mm.rss_anon = max(0, min(mm.rss_anon + d, mm.total_vm - mm.rss_file - mm.rss_shmem))
+        self._note_memory(t)
         return mm
 
-    def tick(self, seconds: float) -> float:
-        if seconds < 0:
-            raise MachineError(errno.EINVAL, "the clock does not go back")
-        self.uptime += seconds
-        return self.uptime
+    def _note_memory(self, t: Task) -> None:
+        mm = t.mm
+        assert mm is not None
+        self.note("memory", pid=t.tgid, vm=mm.total_vm * PAGE_SIZE, rss=mm.rss * PAGE_SIZE,
+                  swap=mm.swap * PAGE_SIZE)
 
     def charge_cpu(self, tid: int, seconds: float, system: bool = False) -> Task:
         t = self.task(tid)
@@ -291,6 +313,7 @@ class Machine(OomFilesMixin, KillerMixin):
             t.stime += j
         else:
             t.utime += j
+        self.note("cpu", tid=tid, utime=t.utime, stime=t.stime)
         return t
 
     # ---------------------------------------------------------------- report
@@ -307,6 +330,9 @@ class Machine(OomFilesMixin, KillerMixin):
             flags.append("clone-vm")
         if p.oom_origin:
             flags.append("swapoff")
+        rate = self.alloc_rate(p.tgid)
+        if rate:
+            flags.append(f"alloc:{format_size(round(rate))}/s")
         return {
             "pid": p.tgid,
             "ppid": p.parent.tgid if p.parent is not None else 0,

@@ -24,6 +24,8 @@ LONG_MAX = (1 << 63) - 1
 class Writer(Protocol):
     """The caller of a write: what the kernel asks of ``current``."""
 
+    tid: int  # who wrote, for the journal
+
     def privileged(self) -> bool:
         """capable(CAP_SYS_RESOURCE)"""
 
@@ -68,15 +70,20 @@ class OomFilesMixin:
         if t is None:
             raise MachineError(errno.ESRCH, f"process {tid} is gone")
         if self.era.has_score_adj:
+            sharers = self._value_sharers(t)
             self._set_oom_score_adj(t, legacy_to_score_adj(parsed.value), True, writer)
+            self._note_write(t, "oom_adj", writer, sharers)
             return count
         if self.era.adj_home is AdjHome.MM and t.mm is None:
             raise MachineError(errno.EINVAL, f"{tid} has no mm")
         if parsed.value < self.get_adj(t) and not writer.privileged():
             raise MachineError(errno.EACCES, "lowering oom_adj needs CAP_SYS_RESOURCE")
+        sharers = self._value_sharers(t)
         self._set_adj(t, parsed.value)
         if parsed.error:  # 2.6.31: nothing was parsed, 0 was stored, the write fails
+            self._note_write(t, "oom_adj", writer, sharers, errno.errorcode[parsed.error])
             raise MachineError(parsed.error, "nothing parsed (0 stored)")
+        self._note_write(t, "oom_adj", writer, sharers)
         return count if parsed.count is None else parsed.count
 
     def write_oom_score_adj(self: Machine, tid: int, data: bytes, writer: Writer) -> int:
@@ -85,8 +92,43 @@ class OomFilesMixin:
         t = self.tasks.get(tid)
         if t is None:
             raise MachineError(errno.ESRCH, f"process {tid} is gone")
+        sharers = self._value_sharers(t)
         self._set_oom_score_adj(t, parsed.value, False, writer)
+        self._note_write(t, "oom_score_adj", writer, sharers)
         return count
+
+    def _value_sharers(self: Machine, t: Task) -> dict[Task, int]:
+        """Other processes whose value a write to ``t`` may move, with their value before it.
+
+        Only where the era shares the value beyond the thread group: the mm
+        (2.6.31-rc, so a vfork child's write reaches its parent) or 6.x's
+        CLONE_VM peers.  Scanned only when the mm has users outside t's group.
+        """
+        mm = t.mm
+        home = self.era.adj_home
+        if mm is None or mm.users <= len(t.signal.threads) or home not in (AdjHome.MM, AdjHome.SIGNAL_SCORE_ADJ):
+            return {}
+        return {p: self.get_oom_adj(p) if home is AdjHome.MM else p.signal.oom_score_adj
+                for p in self.processes.values()
+                if p.signal is not t.signal and any(th.mm is mm for th in p.signal.threads)}
+
+    def _note_write(self: Machine, t: Task, file: str, writer: Writer, sharers: dict[Task, int],
+                    error: str | None = None) -> None:
+        value = self.get_oom_adj(t) if file == "oom_adj" else t.signal.oom_score_adj
+        fields: dict[str, object] = {"pid": t.tgid, "tid": t.tid, "file": file, "value": value,
+                                     "by": writer.tid}
+        if self.era.has_score_adj and file == "oom_adj":
+            fields["oom_score_adj"] = t.signal.oom_score_adj
+        also = {}
+        for p, before in sharers.items():
+            now = self.get_oom_adj(p) if self.era.adj_home is AdjHome.MM else p.signal.oom_score_adj
+            if now != before:
+                also[str(p.tgid)] = now
+        if also:
+            fields["also"] = also
+        if error:
+            fields["error"] = error
+        self.note("write", **fields)
 
     def _set_oom_score_adj(self: Machine, t: Task, value: int, legacy: bool, writer: Writer) -> None:
         """6.x __set_oom_adj(): permission, the one-time warning, store, share with CLONE_VM peers."""

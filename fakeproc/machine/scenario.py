@@ -18,8 +18,12 @@ scenario among them) load exactly as before:
     highest pid listed; higher when the newest processes have exited).
     ``oom_adj_deprecation_warned = true``: 6.x printed its one-time warning
     about ``/proc/PID/oom_adj`` already.
+    ``clock = "stepped"``: how the clock runs (also in hand-written files):
+    ``stepped`` (only ``tick`` moves it), ``real``, or a speed like ``60x``.
 
 ``[[process]]``
+    ``alloc_rate = "16M"``: bytes the process allocates per simulated second
+    (also in hand-written files; see ``machine/pressure.py``).
     ``utime``, ``stime``: the leader thread's user and system CPU time in
     jiffies, exactly (instead of ``cpu``/``sys_cpu``, which are spread over the
     threads).  ``exited_cputime``: jiffies of threads that have exited, still
@@ -80,16 +84,18 @@ from ..kernel.eras import (
     oom_score_adj_in_range,
     score_adj_to_legacy,
 )
-from ..units import format_size, parse_duration, parse_size
+from ..units import format_clock, format_size, parse_clock, parse_duration, parse_rate, parse_size
 from .errors import MachineError
+from .journal import Journal
 from .machine import Machine
 from .task import PAGE_SIZE, Mm, SignalStruct, Task
 
-MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "description", "kernel", "next_pid", "oom_adj_deprecation_warned"}
+MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "clock", "description", "kernel", "next_pid",
+                "oom_adj_deprecation_warned"}
 MEMORY_KEYS = {"vm", "rss", "file_rss", "shmem_rss", "swap", "pgtables", "pgtables_bytes"}
 PROCESS_KEYS = MEMORY_KEYS | {
     "pid", "parent", "comm", "uid", "gid", "nice", "caps", "cpu", "sys_cpu", "start", "threads", "oom_adj",
-    "oom_score_adj", "oom_score_adj_min", "kthread", "vfork", "clone_vm", "swapoff", "mems",
+    "oom_score_adj", "oom_score_adj_min", "kthread", "vfork", "clone_vm", "swapoff", "mems", "alloc_rate",
     # written by dump_scenario (see the module docstring)
     "utime", "stime", "exited_cputime", "mm", "multiprocess", "vfork_parent", "vfork_parent_exited", "in_vfork",
 }
@@ -180,6 +186,7 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
         m = Machine(era, ram=parse_size(mspec.get("ram", "4G")), swap=parse_size(mspec.get("swap", 0)),
                     hz=int(mspec.get("hz", 250)), uptime=parse_duration(mspec.get("uptime", 0)))
         next_pid = _count(mspec, "next_pid", 1)
+        m.clock_scale = parse_clock(mspec.get("clock", "stepped"))
     except ValueError as e:
         raise ScenarioError(f"{name}: [machine]: {e}") from e
     if m.hz not in (100, 250, 300, 1000):
@@ -206,6 +213,9 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
             m.log.records.append((parse_duration(rec.get("time", 0)), rec["text"]))
         except ValueError as e:
             raise ScenarioError(f"{name}: dmesg record #{i + 1}: {e}") from e
+    m.journal = Journal()  # the change stream starts with the machine: loading is not a change
+    for when, text in m.log.records:
+        m.journal.record(when, "kernel", text=text)
     return m
 
 
@@ -281,6 +291,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     t.oom_origin = bool(spec.get("swapoff", False))
     if "mems" in spec:
         t.mems = frozenset(int(n) for n in spec["mems"])
+    if "alloc_rate" in spec:
+        m.set_alloc_rate(pid, parse_rate(spec["alloc_rate"]))
     _set_values(m, t, spec)
     threads = spec.get("threads", 1)
     entries = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
@@ -572,6 +584,9 @@ def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> 
         out.append(_line("swapoff", True))
     if p.mems != frozenset({0}):
         out.append(_line("mems", sorted(p.mems)))
+    rate = m.alloc_rate(p.tgid)
+    if rate:
+        out.append(_line("alloc_rate", _size_value(round(rate))))
     threads = [_thread_entry(m, p, th) for th in p.signal.threads[1:]]
     if threads:
         out.append("threads = [")
@@ -601,6 +616,7 @@ def dump_scenario(machine: Machine) -> str:
         _line("swap", _size_value(m.swap_pages * PAGE_SIZE)),
         _line("hz", m.hz),
         _line("uptime", m.uptime),
+        _line("clock", format_clock(m.clock_scale)),
         _line("next_pid", m.next_pid),
     ]
     if m.deprecation_warned:

@@ -29,6 +29,7 @@ import tempfile
 import psutil
 import trio
 
+from ..clock import run_clock
 from ..daemon import Daemon
 from ..fs.privilege import make_privilege
 from ..kernel.eras import ERAS
@@ -181,6 +182,7 @@ class RunSession:
                     async with trio.open_nursery() as helpers:
                         helpers.start_soon(self._forward_signals, proc)
                         helpers.start_soon(self._sweep)
+                        helpers.start_soon(run_clock, self.daemon.machine, self.daemon.lock)
                         await proc.wait()
                         helpers.cancel_scope.cancel()
                 finally:
