@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from xml.etree import ElementTree
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from fakeproc.machine import Machine
 from fakeproc.machine.scenario import build_machine, dump_scenario, load_scenario
 from fakeproc.machine.task import PAGE_SIZE
 
-from .conftest import FAKEPROC, fakeproc, sh
+from .conftest import FAKEPROC, REPO, fakeproc, sh
 
 ERA_LIST = list(ERAS)
 #: the default story: free RAM + free swap when loaded, in pages, and memhog's 16M/s in pages
@@ -261,3 +262,19 @@ def test_a_running_clock_fires_the_killer_with_nobody_ticking(mount_factory):
     assert r.returncode == 2 and "not a clock" in r.stderr
     r = fakeproc("mount", str(mnt.path) + "-x", "--clock", "backwards", check=False)
     assert r.returncode == 2 and "--clock" in r.stderr
+
+
+def test_the_timeline_tool_shows_the_model_move(tmp_path):
+    """tools/oom_timeline.py mounts the default machine, steps its clock, and tabulates what the mount shows."""
+    svg = tmp_path / "scores.svg"
+    r = subprocess.run([*FAKEPROC[:1], str(REPO / "tools/oom_timeline.py"), "--kernel", "2.6.32", "--step", "30s",
+                        "--until", "2m", "--svg", str(svg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    head, *rows = r.stdout.splitlines()
+    assert head.split()[:4] == ["t", "(s)", "MemFree", "MiB"] and "500 memhog" in head
+    assert [row.split()[0] for row in rows] == ["+0", "+30", "+60", "+90", "+120"]
+    scores = [int(row.split()[9]) for row in rows[:3]]
+    assert scores[0] < scores[1] < scores[2]  # memhog's badness grows with its total_vm
+    assert rows[3].split()[9] == "-" and rows[3].endswith("500 memhog at +83.8s")
+    ElementTree.parse(svg)  # well-formed
+    assert "polyline" in svg.read_text()

@@ -31,3 +31,16 @@ def test_the_killer_runs_inside_and_kills_in_the_model():
                                      "test -e /proc/500 || echo gone")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "gone"]
+
+
+def test_memory_runs_out_while_the_shell_watches():
+    """A running clock (60 simulated seconds per second): memhog allocates, free shows it, then the killer
+    fires by itself with memhog as the allocating task; the shell's own processes are not in danger."""
+    r = shell("--clock", "60x", cmd="free -m | sed -n 2p; sleep 3; while test -e /proc/500; do sleep 0.2; done; "
+                                    "grep -h 'invoked oom-killer' /proc/fakeproc/dmesg; free -m | sed -n 2p; echo $$")
+    assert r.returncode == 0, r.stderr
+    before, header, after, sh_pid = r.stdout.splitlines()
+    assert int(before.split()[3]) < 400  # MemFree: 317M at first, less as memhog allocates
+    assert header.endswith("memhog invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0")
+    assert int(after.split()[3]) > 2000  # memhog's 3.5G came back
+    assert int(sh_pid) > 0
