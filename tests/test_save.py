@@ -96,7 +96,7 @@ def build_random_machine(data, era_name: str) -> Machine:
     for _ in range(data.draw(st.integers(0, 30), label="steps")):
         op = data.draw(st.sampled_from([
             "fork", "fork", "vfork", "vfork", "clone", "thread", "thread", "exec", "exit", "exit", "memory",
-            "grow", "cpu", "tick", "store", "write", "write", "attrs", "oom", "spawn"]), label="op")
+            "grow", "cpu", "tick", "store", "write", "write", "attrs", "oom", "spawn", "alloc", "clock"]), label="op")
         tasks = list(m.tasks.values())
         if not tasks:  # 2.6.31-rc's killer can take init too
             break
@@ -129,6 +129,12 @@ def build_random_machine(data, era_name: str) -> Machine:
                 m.grow(pick(data, procs, "grower").tid, data.draw(st.integers(-(1 << 30), 1 << 30)))
             elif op == "cpu":
                 m.charge_cpu(pick(data, tasks, "cpu").tid, data.draw(st.floats(0, 1e5)), data.draw(st.booleans()))
+            elif op == "alloc":  # memory pressure: the next ticks may allocate and call the killer
+                p = pick(data, [p for p in procs if p.mm is not None], "allocator")
+                if p is not None:
+                    m.set_alloc_rate(p.tid, data.draw(st.integers(0, 64 << 20), label="rate"))
+            elif op == "clock":
+                m.clock_scale = data.draw(st.sampled_from([0.0, 1.0, 60.0, 2.5]), label="clock")
             elif op == "tick":
                 m.tick(data.draw(st.one_of(st.integers(0, 10**5), st.floats(0, 1e5)), label="tick"))
             elif op == "store":
