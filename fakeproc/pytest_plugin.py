@@ -116,6 +116,17 @@ class FakeMachine:
         with open(os.path.join(self.mountpoint, "fakeproc", "dmesg")) as f:
             return f.read()
 
+    def events(self, since: int = 0, type: str | None = None) -> list[dict[str, Any]]:
+        """The change stream (``fakeproc log --json``): events numbered after ``since``, of one type if given.
+
+        Writes to the OOM files carry ``by`` (the writer's tid) and ``also`` (other processes whose value
+        moved with it); forks, execs, exits, OOM calls and kills are there too, in order.
+        """
+        import json
+
+        events = [json.loads(line) for line in self.ctl("events", "--since", str(since)).splitlines()]
+        return [ev for ev in events if type is None or ev["type"] == type]
+
     def oom(self) -> OomReport:
         """Run the model's OOM killer once (as SysRq-f would) and report what it did."""
         out = self.ctl("oom").splitlines()

@@ -27,6 +27,11 @@ def test_a_protected_scheduler_and_the_job_the_killer_takes(fakeproc_machine, tm
         report = m.oom()
         assert report.victim == (job, "sleep") and job in report.killed
         m.assert_chosen(pid=job, comm="sleep")
+        # the change stream saw both writes, by the processes themselves, and the kill
+        writes = {ev["pid"]: ev for ev in m.events(type="write")}
+        assert writes[job]["value"] == 1000 and writes[job]["by"] == job
+        assert writes[sched.pid]["value"] == -1000 and writes[sched.pid]["by"] == sched.pid
+        assert [ev["pid"] for ev in m.events(type="kill")] == [job]
         assert sched.wait(timeout=30) == 0
         assert (tmp_path / "status").read_text() == "137\n"  # the job died of SIGKILL; the scheduler saw it
     finally:
