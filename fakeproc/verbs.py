@@ -9,9 +9,13 @@ per command.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from .kernel.caps import parse_caps
 from .units import parse_clock, parse_duration, parse_rate, parse_size
+
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -26,39 +30,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message or "")
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type=`` from one of our parsers: its ValueError becomes argparse's usage error."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__.removeprefix("parse_")  # argparse names it in "invalid size value"
+    return convert
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _rate(text: str) -> int:
-    try:
-        return parse_rate(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _clock(text: str) -> float:
-    try:
-        return parse_clock(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _caps(text: str) -> int:
-    try:
-        return parse_caps(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+_size = _argument(parse_size)
+_duration = _argument(parse_duration)
+_rate = _argument(parse_rate)
+_clock = _argument(parse_clock)
+_caps = _argument(parse_caps)
 
 
 def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
