@@ -239,3 +239,19 @@ def _functions_missing_a_touch():
 
 def test_every_change_to_a_scored_field_invalidates_the_cache():
     assert _functions_missing_a_touch() == []
+
+
+@pytest.mark.parametrize("era", ["2.6.31", "2.6.31-rc"])
+def test_do_each_thread_order_decides_a_tie_with_a_later_process(era):
+    """A thread started after process B still comes before B in do_each_thread(): it wins the tie."""
+    m = Machine(ERAS[era], uptime=0)
+    m.spawn("init", pid=1)
+    a = m.fork(1, pid=10, uid=1000)
+    b = m.fork(1, pid=20, uid=1000)
+    for p in (a, b):
+        m.set_memory(p.tgid, total_vm=1000)
+    t = m.clone_thread(10, tid=30)  # shares a's mm: the same 1000 pages
+    m.charge_cpu(10, 3600)  # only the leader has run: its score drops below its thread's
+    assert m.select_bad_process() == (t, 1000) == m.select_bad_process_reference()
+    m.exit(30)
+    assert m.select_bad_process() == (b, 1000) == m.select_bad_process_reference()
