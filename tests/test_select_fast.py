@@ -93,6 +93,9 @@ STEPS = st.lists(st.tuples(st.sampled_from(["fork", "fork", "vfork", "clone", "t
 
 def _step(m: Machine, ctl, op: str, a: int, b: int) -> None:
     tids = list(m.tasks)
+    shared = [t for t, th in m.tasks.items() if th.mm is not None and th.mm.users > 1]
+    if shared and b % 3 == 0:  # often a task whose mm is shared: a thread, a vfork pair, clone(CLONE_VM) peers
+        tids = shared
     tid = tids[a % len(tids)]
     pid = m.tasks[tid].tgid
     if op in ("fork", "vfork", "clone", "thread"):
@@ -255,3 +258,29 @@ def test_do_each_thread_order_decides_a_tie_with_a_later_process(era):
     assert m.select_bad_process() == (t, 1000) == m.select_bad_process_reference()
     m.exit(30)
     assert m.select_bad_process() == (b, 1000) == m.select_bad_process_reference()
+
+
+def test_a_write_shared_with_a_clone_vm_peer_rescores_the_peer():
+    """6.x __set_oom_adj() copies oom_score_adj to the processes sharing the mm: their scores change too."""
+    m = Machine(ERAS["6.x"], uptime=0)
+    m.spawn("init", pid=1)
+    m.fork(1, pid=10)
+    m.set_memory(10, rss_anon=1000)
+    peer = m.fork(10, pid=11, share_vm=True)  # clone(CLONE_VM): its own process on a's mm
+    c = m.fork(1, pid=12)
+    m.set_memory(12, rss_anon=10)
+    assert m.select_bad_process() == (peer, 1000)  # the last of equal scores
+    m.write_oom_score_adj(10, b"-1000", _Writer(True))
+    assert m.select_bad_process() == (c, 10) == m.select_bad_process_reference()
+
+
+def test_exec_by_a_vfork_parent_makes_its_child_killable():
+    """6.x in_vfork() compares the child's mm with the parent's: a new mm in the parent ends it."""
+    m = Machine(ERAS["6.x"], uptime=0)
+    m.spawn("init", pid=1)
+    a = m.fork(1, pid=10)
+    m.set_memory(10, rss_anon=1000)
+    child = m.fork(10, pid=11, vfork=True)
+    assert m.select_bad_process() == (a, 1000)  # the vfork child is skipped
+    m.exec(10, "next", vm=1 << 20, rss=4096)
+    assert m.select_bad_process() == (child, 1000) == m.select_bad_process_reference()
