@@ -9,7 +9,7 @@ choice and logs what the kernel would have done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from math import isqrt
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -189,106 +189,90 @@ class KillerMixin:
 
     def _select_legacy(self: Machine, current_mems: frozenset[int] | None, valid_below: int
                        ) -> tuple[Task, int] | None:
-        # 2.6.31*/2.6.32 select_bad_process(): for_each_process() or do_each_thread()
-        score = self._legacy_scorer(current_mems)
-        first_eligible = self.era.first_eligible
-        chosen: Task | None = None
-        best = 0
-        if self.era.per_process or len(self.tasks) == len(self.processes):
-            # for_each_process(); or do_each_thread() where no process has a second thread
-            for p in self.processes.values():
-                points = p.oom_points if p.oom_until > valid_below else score(p)
-                if points is None:
-                    continue  # not a candidate (no mm, init) or skipped at OOM_DISABLE
-                if points > best or (first_eligible and chosen is None):  # the first of equal scores wins
-                    chosen, best = p, points
-        else:  # do_each_thread(): a process's threads in creation order, then the next process
-            for leader in self.processes.values():
-                for p in leader.signal.threads:
-                    points = p.oom_points if p.oom_until > valid_below else score(p)
-                    if points is None:
-                        continue
-                    if points > best or (first_eligible and chosen is None):
-                        chosen, best = p, points
-        return None if chosen is None else (chosen, best)
-
-    def _legacy_scorer(self: Machine, current_mems: frozenset[int] | None) -> Callable[[Task], int | None]:
-        """badness() of 2.6.31*/2.6.32 with the era's skip rule, inlined; it caches what it computes.
-
-        The function returned scores one candidate (None: not one), stores the score in
-        ``p.oom_points`` and the uptime at which it would change in ``p.oom_until``.
-        """
+        # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules
         era = self.era
         home = era.adj_home
-        per_process, adj_first, skip_disabled = era.per_process, era.badness_adj_first, era.skip_disabled
+        per_process, adj_first = era.per_process, era.badness_adj_first
+        skip_disabled, first_eligible = era.skip_disabled, era.first_eligible
         shift = SHIFT_HZ[self.hz] + 3
         uptime = int(self.uptime)
         admin_or_resource, rawio = 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE, 1 << CAP_SYS_RAWIO
-
-        def score(p: Task) -> int | None:
-            mm = p.mm
-            if mm is None or p.tgid == 1:
-                p.oom_points, p.oom_until = None, NEVER
-                return None
-            if home is AdjHome.SIGNAL:
-                adj = p.signal.oom_adj
-            elif home is AdjHome.MM:
-                adj = mm.oom_adj
-            else:
-                adj = p.oom_adj
-            until = NEVER
-            if adj == OOM_DISABLE and (skip_disabled or adj_first):
-                points = None if skip_disabled else 0
-            elif p.oom_origin:
-                points = ULONG_MAX
-            else:
-                points = mm.total_vm
-                if p.tgid == p.tid:
-                    for c in p.children:
-                        cm = c.mm
-                        if cm is not None and cm is not mm:
-                            points += cm.total_vm // 2 + 1
-                if per_process:
-                    sig = p.signal
-                    threads = sig.threads
-                    if len(threads) == 1:
-                        cpu = sig.dead_cputime + p.utime + p.stime
+        if per_process or len(self.tasks) == len(self.processes):
+            # for_each_process(); or do_each_thread() where no process has a second thread
+            candidates: Iterable[Task] = self.processes.values()
+        else:  # do_each_thread(): a process's threads in creation order, then the next process
+            candidates = [th for p in self.processes.values() for th in p.signal.threads]
+        chosen: Task | None = None
+        best = 0
+        for p in candidates:
+            if p.oom_until > valid_below:
+                points = p.oom_points
+            else:  # score p, and keep the score with the uptime at which it would change
+                until = NEVER
+                mm = p.mm
+                if home is AdjHome.SIGNAL:
+                    adj = p.signal.oom_adj
+                elif home is AdjHome.MM:
+                    adj = mm.oom_adj if mm is not None else OOM_DISABLE
+                else:
+                    adj = p.oom_adj
+                if mm is None or p.tgid == 1:
+                    points = None  # kernel threads, a released mm; the init task
+                elif adj == OOM_DISABLE and (skip_disabled or adj_first):
+                    points = None if skip_disabled else 0
+                elif p.oom_origin:
+                    points = ULONG_MAX
+                else:
+                    points = mm.total_vm
+                    if p.tgid == p.tid:
+                        for c in p.children:
+                            cm = c.mm
+                            if cm is not None and cm is not mm:
+                                points += cm.total_vm // 2 + 1
+                    if per_process:
+                        sig = p.signal
+                        threads = sig.threads
+                        if len(threads) == 1:
+                            cpu = sig.dead_cputime + p.utime + p.stime
+                        else:
+                            cpu = sig.dead_cputime
+                            for th in threads:
+                                cpu += th.utime + th.stime
                     else:
-                        cpu = sig.dead_cputime
-                        for th in threads:
-                            cpu += th.utime + th.stime
-                else:
-                    cpu = p.utime + p.stime
-                cpu >>= shift
-                if cpu:
-                    points //= isqrt(cpu)
-                # int_sqrt(int_sqrt(run time >> 10)) changes only when run time >> 10 reaches
-                # the next fourth power: the score is good until then
-                start = int(p.start_time)
-                if uptime >= start:
-                    root = isqrt(isqrt((uptime - start) >> 10))
-                    if root:
+                        cpu = p.utime + p.stime
+                    cpu >>= shift
+                    if cpu:
+                        points //= isqrt(cpu)
+                    # int_sqrt(int_sqrt(run time >> 10)) changes only when run time >> 10 reaches
+                    # the next fourth power: the score is good until then
+                    start = int(p.start_time)
+                    run = (uptime - start) >> 10 if uptime >= start else 0
+                    if run:
+                        root = isqrt(isqrt(run))
                         points //= root
-                    until = start + ((root + 1) ** 4 << 10)
-                else:
-                    until = start + 1024
-                if p.nice > 0:
-                    points = (points * 2) & ULONG_MAX
-                caps = p.caps
-                if caps & admin_or_resource:
-                    points //= 4
-                if caps & rawio:
-                    points //= 4
-                if current_mems is not None and not p.mems & current_mems:
-                    points //= 8
-                if adj > 0:
-                    points = (max(points, 1) << adj) & ULONG_MAX
-                elif adj < 0:
-                    points >>= -adj
-            p.oom_points, p.oom_until = points, until
-            return points
-
-        return score
+                        root += 1
+                        until = start + (root * root * root * root << 10)
+                    else:
+                        until = start + 1024
+                    if p.nice > 0:
+                        points = (points * 2) & ULONG_MAX
+                    caps = p.caps
+                    if caps & admin_or_resource:
+                        points //= 4
+                    if caps & rawio:
+                        points //= 4
+                    if current_mems is not None and not p.mems & current_mems:
+                        points //= 8
+                    if adj > 0:
+                        points = (max(points, 1) << adj) & ULONG_MAX
+                    elif adj < 0:
+                        points >>= -adj
+                p.oom_points, p.oom_until = points, until
+            if points is None:
+                continue  # not a candidate, or skipped at OOM_DISABLE
+            if points > best or (first_eligible and chosen is None):  # the first of equal scores wins
+                chosen, best = p, points
+        return None if chosen is None else (chosen, best)
 
     def select_bad_process_reference(self: Machine, current_mems: frozenset[int] | None = None
                                      ) -> tuple[Task, int] | None:
