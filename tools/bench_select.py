@@ -8,6 +8,10 @@ For each era, in the same run:
 * warm: a selection after a few random changes made through the machine's
   API (memory, cpu time, oom_adj, a fork, an exit, a second of clock), which
   scores only what the changes touched;
+* expiry: a selection after the clock passed the uptime at which every
+  legacy score changes (here all processes started together, 1024 s of run
+  time later int_sqrt(int_sqrt(run time >> 10)) becomes 1): the worst case,
+  every candidate is scored again (6.x scores do not depend on the clock);
 * reference: the per-task specification (one badness() call per candidate)
   on the same state, checked equal to the warm choice;
 * the model's memory per process, after building it and after the first
@@ -93,7 +97,7 @@ def main() -> int:
     a = ap.parse_args()
     rng = random.Random(6)
     print(f"# {os.uname().release}, {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d')}")
-    print(f"{'era':10} {'processes':>10} {'cold':>8} {'warm':>8} {'reference':>10} "
+    print(f"{'era':10} {'processes':>10} {'cold':>8} {'warm':>8} {'expiry':>8} {'reference':>10} "
           f"{'bytes/process':>14} {'+cache':>7}")
     for n in a.n or [100_000]:
         for era in ERAS:
@@ -107,12 +111,17 @@ def main() -> int:
             warm, t_warm = timed(m.select_bad_process)
             ref_txt = "-"
             if not a.no_reference:
-                ref, t_ref = timed(m.select_bad_process_reference)
+                ref = m.select_bad_process_reference()
                 assert (warm[0].tid, warm[1]) == (ref[0].tid, ref[1]), "the cached choice is not the reference's"
+            m.tick(1024)
+            expired, t_expiry = timed(m.select_bad_process)
+            if not a.no_reference:
+                ref, t_ref = timed(m.select_bad_process_reference)
+                assert (expired[0].tid, expired[1]) == (ref[0].tid, ref[1]), "after the tick: not the reference's"
                 ref_txt = f"{t_ref * 1000:.0f}ms"
-            print(f"{era:10} {n:>10} {t_cold * 1000:>6.0f}ms {t_warm * 1000:>6.1f}ms {ref_txt:>10} "
-                  f"{(built - before) * 1024 / n:>14.0f} {(cached - built) * 1024 / n:>7.0f}", flush=True)
-            del m, cold, warm
+            print(f"{era:10} {n:>10} {t_cold * 1000:>6.0f}ms {t_warm * 1000:>6.1f}ms {t_expiry * 1000:>6.0f}ms "
+                  f"{ref_txt:>10} {(built - before) * 1024 / n:>14.0f} {(cached - built) * 1024 / n:>7.0f}", flush=True)
+            del m, cold, warm, expired
     return 0
 
 
