@@ -133,6 +133,8 @@ class Control:
             if a.start > self.machine.uptime:
                 raise MachineError(errno.EINVAL, "a process cannot start after now")
             t.start_time = a.start
+        for th in t.signal.threads:
+            self.machine.touch(th)  # the OOM killer's cached scores read these fields
         return f"{t.tgid}: uid {t.uid} gid {t.gid} nice {t.nice} caps {t.caps:#x} comm {t.comm}\n"
 
     def do_cpu(self, req: Request | None, a: argparse.Namespace) -> str:

@@ -66,3 +66,225 @@ def test_fast_selection_equals_the_reference(era, ops, mems):
     m = build(era, ops)
     fast, ref = m.select_bad_process(mems), m.select_bad_process_reference(mems)
     assert (fast and (fast[0].tid, fast[1])) == (ref and (ref[0].tid, ref[1]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The cache of scores (Task.oom_points / oom_until): selections interleaved with every kind of change,
+# each made through the code a user reaches (control verbs, OOM file writes, the killer itself).
+
+class _Writer:
+    tid = 4242
+
+    def __init__(self, privileged: bool) -> None:
+        self._privileged = privileged
+
+    def privileged(self) -> bool:
+        return self._privileged
+
+    def caller(self):
+        from fakeproc.machine.task import Caller
+        return Caller(99, 0 if self._privileged else 1000, "writer")
+
+
+STEPS = st.lists(st.tuples(st.sampled_from(["fork", "fork", "vfork", "clone", "thread", "exec", "exit", "mem",
+                                            "mem", "grow", "cpu", "cpu", "nice", "caps", "swapoff", "start",
+                                            "adj", "write", "mems", "tick", "tick", "bigtick", "select",
+                                            "select", "oom", "alloc"]),
+                           st.integers(0, 10_000), st.integers(-1000, 1000)), max_size=80)
+
+
+def _step(m: Machine, ctl, op: str, a: int, b: int) -> None:
+    tids = list(m.tasks)
+    shared = [t for t, th in m.tasks.items() if th.mm is not None and th.mm.users > 1]
+    if shared and b % 3 == 0:  # often a task whose mm is shared: a thread, a vfork pair, clone(CLONE_VM) peers
+        tids = shared
+    tid = tids[a % len(tids)]
+    pid = m.tasks[tid].tgid
+    if op in ("fork", "vfork", "clone", "thread"):
+        ctl.run_line(None, f"{op} {tid if op != 'thread' else pid}")
+    elif op == "exec":
+        ctl.run_line(None, f"exec {pid} job --vm {(a % 97) + 1}M --rss {a % 13}M")
+    elif op == "exit":
+        ctl.run_line(None, f"exit {tid}")
+    elif op == "mem":  # a process with threads, a vfork child or a clone(CLONE_VM) peer shares its mm
+        ctl.run_line(None, f"mem {pid} --vm {a * 37 * 4}K --rss {a * 5 * 4}K --file-rss {abs(b) * 4}K "
+                           f"--swap {(a % 300) * 4}K --pgtables {a * 8}")
+    elif op == "grow":
+        ctl.run_line(None, f"{'grow' if b >= 0 else 'shrink'} {pid} {a % 50}M")
+    elif op == "cpu":
+        ctl.run_line(None, f"cpu {tid} {a / 7:.3f}" + (" --system" if b > 0 else ""))
+    elif op == "nice":
+        ctl.run_line(None, f"set {pid} --nice {b % 40 - 20}")
+    elif op == "caps":
+        caps = [n for bit, n in ((1, "sys_admin"), (2, "sys_resource"), (4, "sys_rawio")) if b & bit]
+        ctl.run_line(None, f"set {pid} --caps {','.join(caps) or 'none'}")
+    elif op == "swapoff":
+        ctl.run_line(None, f"set {pid} --swapoff {'on' if b > 800 else 'off'}")
+    elif op == "start":
+        ctl.run_line(None, f"set {pid} --start {int(m.uptime * (a % 100) / 100)}")
+    elif op == "adj":  # scenario loading's path
+        t = m.task(tid)
+        m.store_adj(t, b if m.era.has_score_adj else (-17 if b < -900 else b % 32 - 16))
+    elif op == "write":  # the OOM files, as a privileged writer
+        if m.era.has_score_adj and b % 2:
+            m.write_oom_score_adj(tid, str(b).encode(), _Writer(True))
+        else:
+            m.write_oom_adj(tid, str(-17 if b < -900 else b % 32 - 16).encode(), _Writer(True))
+    elif op == "mems":  # no verb sets a cpuset: a direct change, announced as the rule says
+        t = m.task(tid)
+        t.mems = frozenset({b % 2})
+        m.touch(t)
+    elif op == "tick":
+        ctl.run_line(None, f"tick {a % 2000}")
+    elif op == "bigtick":  # past the next int_sqrt(int_sqrt(run time >> 10)) step: 1024 s, 16384 s, 82944 s...
+        ctl.run_line(None, f"tick {a * 13}")
+    elif op == "oom":
+        ctl.run_line(None, "oom")
+    elif op == "alloc":  # memory pressure: the next ticks allocate (and may call the killer)
+        ctl.run_line(None, f"alloc {pid} {a * 1000}")
+
+
+def _same(m: Machine, mems) -> None:
+    fast, ref = m.select_bad_process(mems), m.select_bad_process_reference(mems)
+    assert (fast and (fast[0].tid, fast[1])) == (ref and (ref[0].tid, ref[1]))
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+@settings(max_examples=120, deadline=None)
+@given(steps=STEPS, setup=OPS, mems=st.sampled_from([None, None, frozenset({0}), frozenset({1})]))
+def test_cached_selection_equals_the_reference_under_changes(era, steps, setup, mems):
+    from fakeproc.control import Control
+    m = build(era, setup)
+    ctl = Control(m)
+    _same(m, mems)
+    for op, a, b in steps:
+        try:
+            _step(m, ctl, op, a, b)
+        except (MachineError, SystemExit):
+            pass
+        if op == "select":
+            _same(m, mems if b > -500 else None)  # another cpuset now and then: the cache starts again
+    _same(m, mems)
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "2.6.31"])
+def test_a_cached_legacy_score_expires_with_the_run_time(era):
+    """int_sqrt(int_sqrt(run time >> 10)) steps from 1 to 2 at 16384 s of run time: the score halves."""
+    m = Machine(ERAS[era], uptime=0)
+    m.spawn("init", pid=1)
+    p = m.fork(1, uid=1000)  # no capabilities: no division by 4
+    m.set_memory(p.tgid, total_vm=1000)
+    m.tick(16383)
+    assert m.select_bad_process() == (p, 1000)
+    m.tick(1)
+    assert m.select_bad_process() == (p, 500) == m.select_bad_process_reference()
+
+
+def test_a_clock_stepped_back_drops_the_cache():
+    """Run mode sets the uptime from the real clock; scores cached for a later uptime are not reused."""
+    m = Machine(ERAS["2.6.32"], uptime=20000)
+    m.spawn("init", pid=1)
+    p = m.fork(1, pid=50, uid=1000)
+    p.start_time = 0
+    m.touch(p)
+    m.set_memory(50, total_vm=1000)
+    assert m.select_bad_process() == (p, 500)
+    m.uptime = 1000
+    assert m.select_bad_process() == (p, 1000) == m.select_bad_process_reference()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every assignment to a field a score reads is followed by an invalidation in the same function.
+
+#: fields of Task, Mm and SignalStruct that a legacy or a 6.x score reads
+SCORED_FIELDS = {"nice", "caps", "utime", "stime", "start_time", "mm", "signal", "parent", "children", "threads",
+                 "vfork_parent", "kthread", "oom_origin", "oom_adj", "oom_score_adj", "mems", "tgid", "tid",
+                 "total_vm", "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables", "dead_cputime"}
+#: calls that invalidate (the last two call touch() themselves)
+INVALIDATORS = {"touch", "touch_mm", "touch_all", "_attach", "_release_thread"}
+
+
+def _functions_missing_a_touch():
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "fakeproc"
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            writes, touches = [], False
+            for node in ast.walk(fn):
+                targets = []
+                if isinstance(node, ast.Assign):
+                    targets = node.targets
+                elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                    targets = [node.target]
+                for tgt in targets:
+                    for el in ast.walk(tgt):
+                        if fn.name == "__init__" and isinstance(el, ast.Attribute) and isinstance(
+                                el.value, ast.Name) and el.value.id == "self":
+                            continue  # a constructor: a new Task is stale from birth (oom_until = STALE)
+                        if isinstance(el, ast.Attribute) and el.attr in SCORED_FIELDS and isinstance(el.ctx, ast.Store):
+                            writes.append(f"{path.name}:{el.lineno} {fn.name}: .{el.attr} =")
+                if isinstance(node, ast.Call):
+                    f = node.func
+                    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+                    if name in INVALIDATORS:
+                        touches = True
+                    elif name == "setattr":
+                        writes.append(f"{path.name}:{node.lineno} {fn.name}: setattr()")
+                    elif (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute)
+                          and f.value.attr in ("children", "threads")
+                          and name in ("append", "remove", "insert", "pop", "extend", "clear")):
+                        writes.append(f"{path.name}:{node.lineno} {fn.name}: .{f.value.attr}.{name}()")
+            if writes and not touches:
+                missing.extend(writes)
+    return missing
+
+
+def test_every_change_to_a_scored_field_invalidates_the_cache():
+    assert _functions_missing_a_touch() == []
+
+
+@pytest.mark.parametrize("era", ["2.6.31", "2.6.31-rc"])
+def test_do_each_thread_order_decides_a_tie_with_a_later_process(era):
+    """A thread started after process B still comes before B in do_each_thread(): it wins the tie."""
+    m = Machine(ERAS[era], uptime=0)
+    m.spawn("init", pid=1)
+    a = m.fork(1, pid=10, uid=1000)
+    b = m.fork(1, pid=20, uid=1000)
+    for p in (a, b):
+        m.set_memory(p.tgid, total_vm=1000)
+    t = m.clone_thread(10, tid=30)  # shares a's mm: the same 1000 pages
+    m.charge_cpu(10, 3600)  # only the leader has run: its score drops below its thread's
+    assert m.select_bad_process() == (t, 1000) == m.select_bad_process_reference()
+    m.exit(30)
+    assert m.select_bad_process() == (b, 1000) == m.select_bad_process_reference()
+
+
+def test_a_write_shared_with_a_clone_vm_peer_rescores_the_peer():
+    """6.x __set_oom_adj() copies oom_score_adj to the processes sharing the mm: their scores change too."""
+    m = Machine(ERAS["6.x"], uptime=0)
+    m.spawn("init", pid=1)
+    m.fork(1, pid=10)
+    m.set_memory(10, rss_anon=1000)
+    peer = m.fork(10, pid=11, share_vm=True)  # clone(CLONE_VM): its own process on a's mm
+    c = m.fork(1, pid=12)
+    m.set_memory(12, rss_anon=10)
+    assert m.select_bad_process() == (peer, 1000)  # the last of equal scores
+    m.write_oom_score_adj(10, b"-1000", _Writer(True))
+    assert m.select_bad_process() == (c, 10) == m.select_bad_process_reference()
+
+
+def test_exec_by_a_vfork_parent_makes_its_child_killable():
+    """6.x in_vfork() compares the child's mm with the parent's: a new mm in the parent ends it."""
+    m = Machine(ERAS["6.x"], uptime=0)
+    m.spawn("init", pid=1)
+    a = m.fork(1, pid=10)
+    m.set_memory(10, rss_anon=1000)
+    child = m.fork(10, pid=11, vfork=True)
+    assert m.select_bad_process() == (a, 1000)  # the vfork child is skipped
+    m.exec(10, "next", vm=1 << 20, rss=4096)
+    assert m.select_bad_process() == (child, 1000) == m.select_bad_process_reference()

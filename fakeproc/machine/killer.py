@@ -9,14 +9,14 @@ choice and logs what the kernel would have done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from math import isqrt
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, LegacyInputs
 from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
 from ..kernel.eras import AdjHome, Refusal, Sharers
-from .task import PAGE_SIZE, Caller, Task
+from .task import NEVER, PAGE_SIZE, STALE, Caller, Mm, Task
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -70,6 +70,69 @@ class KillerMixin:
             hz=self.hz,
         )
 
+    # ------------------------------------------------------------ the cache
+
+    # select_bad_process() keeps each candidate's score in Task.oom_points, valid while
+    # int(uptime) < Task.oom_until.  The scores read fields of the task, of its thread group
+    # (signal_struct, the other threads' cpu time), of its mm (which threads, a vfork child and
+    # clone(CLONE_VM) processes share) and of its children's mms.  So every place that changes
+    # one of those fields calls touch() or touch_mm(); tests/test_select_fast.py checks that no
+    # assignment in fakeproc/ lacks one, and that the cached choice is always the reference's.
+
+    def touch(self: Machine, t: Task) -> None:
+        """t's fields changed: forget the cached scores that read them.
+
+        Those are t's own, its leader's (2.6.32's badness() sums the cpu time of every thread
+        of the group; the leader stands for the process in for_each_process()) and its parent's
+        (legacy badness() adds half of each child's total_vm, and skips a child sharing its mm).
+        """
+        t.oom_until = STALE
+        threads = t.signal.threads
+        leader = threads[0] if threads else t
+        leader.oom_until = STALE
+        parent = leader.parent
+        if parent is not None:
+            parent.oom_until = STALE
+
+    def touch_mm(self: Machine, mm: Mm, user: Task | None = None) -> None:
+        """mm's fields changed (memory, 2.6.31-rc's oom_adj): forget the scores of all its users.
+
+        When ``user`` is its only user (mm_users == 1) that is ``user`` alone; otherwise the
+        users (threads, a vfork child, clone(CLONE_VM) processes) are looked for at the next
+        selection, in one pass over every task.
+        """
+        if user is not None and user.mm is mm and mm.users == 1:
+            self.touch(user)
+        else:
+            self._oom_dirty_mms.add(mm)
+
+    def touch_all(self: Machine) -> None:
+        """Forget every cached score (a scenario was loaded, or something changed wholesale)."""
+        self._oom_key = None
+
+    def _revalidate(self: Machine, current_mems: frozenset[int] | None) -> int:
+        """The uptime below which a cached score stays valid in this selection: NEVER for none.
+
+        A score is only good for the era, cpuset, HZ and memory size it was computed with, and
+        for an uptime not before the one it was computed at (mirror.py sets the clock from the
+        real one, which could be stepped back).
+        """
+        uptime = int(self.uptime)
+        key = (self.era, current_mems, self.hz, self.totalpages)
+        dirty = self._oom_dirty_mms
+        if key != self._oom_key or uptime < self._oom_uptime or uptime < 0:
+            self._oom_key = key
+            self._oom_uptime = uptime
+            dirty.clear()
+            return NEVER
+        self._oom_uptime = uptime
+        if dirty:
+            for t in self.tasks.values():
+                if t.mm in dirty:
+                    self.touch(t)
+            dirty.clear()
+        return uptime
+
     # ---------------------------------------------------------------- choice
 
     def _candidates(self: Machine) -> Iterator[Task]:
@@ -84,38 +147,48 @@ class KillerMixin:
         The hot loops below compute, inline, exactly what ``badness_inputs()``
         + ``kernel.badness`` compute for one task (which stays the readable
         specification, used by ``oom_score`` reads and by
-        ``select_bad_process_reference``; a property test holds the two equal).
+        ``select_bad_process_reference``; a property test holds the two equal),
+        and only for the candidates whose cached score is stale (see ``touch``):
+        a selection after a few changes costs one pass over cached integers.
         """
+        valid_below = self._revalidate(current_mems)
         if self.era.scoring == "modern":
-            return self._select_modern(current_mems)
-        return self._select_legacy(current_mems)
+            return self._select_modern(current_mems, valid_below)
+        return self._select_legacy(current_mems, valid_below)
 
-    def _select_modern(self: Machine, current_mems: frozenset[int] | None) -> tuple[Task, int] | None:
-        # 6.x oom_evaluate_task() + oom_badness(), for_each_process()
+    def _select_modern(self: Machine, current_mems: frozenset[int] | None, valid_below: int
+                       ) -> tuple[Task, int] | None:
+        # 6.x oom_evaluate_task() + oom_badness(), for_each_process(); no score depends on the clock
         adj_unit = self.totalpages // 1000
         chosen: Task | None = None
         best = 0
         for p in self.processes.values():
-            if p.tgid == 1 or p.kthread:
-                continue
-            if current_mems is not None and not p.mems & current_mems:
-                continue
-            mm = p.mm
-            if mm is None:
-                continue
-            if p.oom_origin:
-                points = LONG_MAX
+            if p.oom_until > valid_below:
+                points = p.oom_points
             else:
-                adj = p.signal.oom_score_adj
-                if adj == -1000 or (p.vfork_parent is not None and p.vfork_parent.mm is mm):
-                    continue
-                points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // PAGE_SIZE
-                          + adj * adj_unit)
-            if chosen is None or points >= best:
+                mm = p.mm
+                if p.tgid == 1 or p.kthread or mm is None:
+                    points = None
+                elif current_mems is not None and not p.mems & current_mems:
+                    points = None  # oom_cpuset_eligible()
+                elif p.oom_origin:
+                    points = LONG_MAX
+                else:
+                    adj = p.signal.oom_score_adj
+                    if adj == -1000 or (p.vfork_parent is not None and p.vfork_parent.mm is mm):
+                        points = None  # oom_badness() returns LONG_MIN: never chosen
+                    else:
+                        points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // PAGE_SIZE
+                                  + adj * adj_unit)
+                p.oom_points, p.oom_until = points, NEVER
+            if points is None:
+                continue
+            if chosen is None or points >= best:  # 6.x: the last of equal scores wins
                 chosen, best = p, points
         return None if chosen is None else (chosen, best)
 
-    def _select_legacy(self: Machine, current_mems: frozenset[int] | None) -> tuple[Task, int] | None:
+    def _select_legacy(self: Machine, current_mems: frozenset[int] | None, valid_below: int
+                       ) -> tuple[Task, int] | None:
         # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules
         era = self.era
         home = era.adj_home
@@ -124,64 +197,80 @@ class KillerMixin:
         shift = SHIFT_HZ[self.hz] + 3
         uptime = int(self.uptime)
         admin_or_resource, rawio = 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE, 1 << CAP_SYS_RAWIO
+        if per_process or len(self.tasks) == len(self.processes):
+            # for_each_process(); or do_each_thread() where no process has a second thread
+            candidates: Iterable[Task] = self.processes.values()
+        else:  # do_each_thread(): a process's threads in creation order, then the next process
+            candidates = [th for p in self.processes.values() for th in p.signal.threads]
         chosen: Task | None = None
         best = 0
-        for p in self._candidates():
-            mm = p.mm
-            if mm is None or p.tgid == 1:
-                continue
-            if home is AdjHome.SIGNAL:
-                adj = p.signal.oom_adj
-            elif home is AdjHome.MM:
-                adj = mm.oom_adj
-            else:
-                adj = p.oom_adj
-            if adj == OOM_DISABLE and (skip_disabled or adj_first):
-                if skip_disabled:
-                    continue
-                points = 0
-            elif p.oom_origin:
-                points = ULONG_MAX
-            else:
-                points = mm.total_vm
-                if p.tgid == p.tid:
-                    for c in p.children:
-                        cm = c.mm
-                        if cm is not None and cm is not mm:
-                            points += cm.total_vm // 2 + 1
-                if per_process:
-                    sig = p.signal
-                    threads = sig.threads
-                    if len(threads) == 1:
-                        cpu = sig.dead_cputime + p.utime + p.stime
-                    else:
-                        cpu = sig.dead_cputime
-                        for th in threads:
-                            cpu += th.utime + th.stime
+        for p in candidates:
+            if p.oom_until > valid_below:
+                points = p.oom_points
+            else:  # score p, and keep the score with the uptime at which it would change
+                until = NEVER
+                mm = p.mm
+                if home is AdjHome.SIGNAL:
+                    adj = p.signal.oom_adj
+                elif home is AdjHome.MM:
+                    adj = mm.oom_adj if mm is not None else OOM_DISABLE
                 else:
-                    cpu = p.utime + p.stime
-                cpu >>= shift
-                if cpu:
-                    points //= isqrt(cpu)
-                start = int(p.start_time)
-                if uptime >= start:
-                    run = (uptime - start) >> 10
+                    adj = p.oom_adj
+                if mm is None or p.tgid == 1:
+                    points = None  # kernel threads, a released mm; the init task
+                elif adj == OOM_DISABLE and (skip_disabled or adj_first):
+                    points = None if skip_disabled else 0
+                elif p.oom_origin:
+                    points = ULONG_MAX
+                else:
+                    points = mm.total_vm
+                    if p.tgid == p.tid:
+                        for c in p.children:
+                            cm = c.mm
+                            if cm is not None and cm is not mm:
+                                points += cm.total_vm // 2 + 1
+                    if per_process:
+                        sig = p.signal
+                        threads = sig.threads
+                        if len(threads) == 1:
+                            cpu = sig.dead_cputime + p.utime + p.stime
+                        else:
+                            cpu = sig.dead_cputime
+                            for th in threads:
+                                cpu += th.utime + th.stime
+                    else:
+                        cpu = p.utime + p.stime
+                    cpu >>= shift
+                    if cpu:
+                        points //= isqrt(cpu)
+                    # int_sqrt(int_sqrt(run time >> 10)) changes only when run time >> 10 reaches
+                    # the next fourth power: the score is good until then
+                    start = int(p.start_time)
+                    run = (uptime - start) >> 10 if uptime >= start else 0
                     if run:
-                        points //= isqrt(isqrt(run))
-                if p.nice > 0:
-                    points = (points * 2) & ULONG_MAX
-                caps = p.caps
-                if caps & admin_or_resource:
-                    points //= 4
-                if caps & rawio:
-                    points //= 4
-                if current_mems is not None and not p.mems & current_mems:
-                    points //= 8
-                if adj > 0:
-                    points = (max(points, 1) << adj) & ULONG_MAX
-                elif adj < 0:
-                    points >>= -adj
-            if points > best or (first_eligible and chosen is None):
+                        root = isqrt(isqrt(run))
+                        points //= root
+                        root += 1
+                        until = start + (root * root * root * root << 10)
+                    else:
+                        until = start + 1024
+                    if p.nice > 0:
+                        points = (points * 2) & ULONG_MAX
+                    caps = p.caps
+                    if caps & admin_or_resource:
+                        points //= 4
+                    if caps & rawio:
+                        points //= 4
+                    if current_mems is not None and not p.mems & current_mems:
+                        points //= 8
+                    if adj > 0:
+                        points = (max(points, 1) << adj) & ULONG_MAX
+                    elif adj < 0:
+                        points >>= -adj
+                p.oom_points, p.oom_until = points, until
+            if points is None:
+                continue  # not a candidate, or skipped at OOM_DISABLE
+            if points > best or (first_eligible and chosen is None):  # the first of equal scores wins
                 chosen, best = p, points
         return None if chosen is None else (chosen, best)
 

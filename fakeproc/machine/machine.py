@@ -47,6 +47,11 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
         self.journal = Journal()  # the change stream (fakeproc log --json)
         self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
         self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
+        # select_bad_process()'s cache (killer.py): what the cached scores were computed for,
+        # the uptime of the last selection, and the mms changed since whose users are not known
+        self._oom_key: tuple[object, ...] | None = None
+        self._oom_uptime = 0
+        self._oom_dirty_mms: set[Mm] = set()
 
     # ----------------------------------------------------------------- lookup
 
@@ -105,8 +110,11 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
             if t.mm is None:
                 raise MachineError(errno.EINVAL, f"{t.tid} has no mm")
             t.mm.oom_adj = v
+            self.touch_mm(t.mm, t)  # every task on this mm (threads, a vfork child) has the value
+            return
         else:
             t.oom_adj = v
+        self.touch(t)  # a signal_struct value is read through the leader, the only candidate
 
     def store_adj(self, t: Task, v: int, adj_min: int | None = None) -> None:
         """Set a process's value with no permission check (scenario loading)."""
@@ -134,6 +142,7 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
             self.processes[t.tid] = t
             if t.parent is not None:
                 t.parent.children.append(t)
+        self.touch(t)  # a new candidate; its leader has a new thread, its parent a new child
 
     def spawn(self, comm: str, *, pid: int | None = None, parent: Task | None = None, uid: int = 0,
               gid: int | None = None, mm: Mm | None = None, kthread: bool = False) -> Task:
@@ -222,11 +231,13 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
         old = t.mm
         new = Mm(total_vm=vm // PAGE_SIZE, rss_anon=rss // PAGE_SIZE, oom_adj=old.oom_adj if old else 0)
         if old is not None:
+            self.touch_mm(old, t)  # a vfork child sharing it is no longer in_vfork() (6.x)
             old.users -= 1
         new.users += 1
         t.mm = new
         t.comm = comm[:15]
         t.vfork_parent = None  # mm_release(): the vfork parent wakes up
+        self.touch(t)
         self.allocators.pop(t.tgid, None)  # a new program: the old one's allocation stops
         self.note("exec", pid=t.tgid, comm=t.comm, vm=vm, rss=rss)
         return t
@@ -268,7 +279,9 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
                 c.parent = reaper
                 if reaper is not None:
                     reaper.children.append(c)
+                    self.touch(c)  # its new parent's score counts it
             t.children = []
+        self.touch(t)  # its leader's dead_cputime, its parent's children
 
     # ----------------------------------------------------------------- state
 
@@ -281,6 +294,7 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
             if v < 0:
                 raise MachineError(errno.EINVAL, f"{k} cannot be negative")
             setattr(t.mm, k, v)
+        self.touch_mm(t.mm, t)
         self._note_memory(t)
         return t.mm
 
@@ -295,6 +309,7 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
             raise MachineError(errno.EINVAL, f"{pid} maps only {mm.total_vm * PAGE_SIZE} bytes")
         mm.total_vm += d
         mm.rss_anon = max(0, min(mm.rss_anon + d, mm.total_vm - mm.rss_file - mm.rss_shmem))
+        self.touch_mm(mm, t)
         self._note_memory(t)
         return mm
 
@@ -313,6 +328,7 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
             t.stime += j
         else:
             t.utime += j
+        self.touch(t)
         self.note("cpu", tid=tid, utime=t.utime, stime=t.stime)
         return t
 

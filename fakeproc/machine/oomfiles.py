@@ -148,6 +148,7 @@ class OomFilesMixin:
         sig.oom_score_adj = value
         if set_min:
             sig.oom_score_adj_min = value
+        self.touch(t)
         if mm is None:
             return
         for p in self.iter_processes():
@@ -155,6 +156,7 @@ class OomFilesMixin:
                 continue
             if p.vfork_parent is None and any(th.mm is mm for th in p.signal.threads):
                 p.signal.oom_score_adj = value
+                self.touch(p)
                 if set_min:
                     p.signal.oom_score_adj_min = value
 

@@ -153,6 +153,7 @@ class PressureMixin:
             mm.total_vm += n
             mm.rss_anon += in_ram
             mm.swap += n - in_ram  # a new page resident, an old one of its own swapped out
+            self.touch_mm(mm, t)  # the killer's cached scores read these
 
     def _allocation_failed(self: Machine, t: Task) -> OomResult:
         """__alloc_pages_slowpath() gives up: out_of_memory() with ``t`` as current."""

@@ -310,6 +310,7 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         if {"cpu", "sys_cpu"} & set(spec):
             raise ScenarioError("cpu/sys_cpu (spread over the threads) and utime/stime (jiffies) exclude each other")
         t.utime, t.stime = _count(spec, "utime"), _count(spec, "stime")
+        m.touch(t)  # the OOM killer's cached scores read these fields
         return
     utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
     stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
@@ -319,6 +320,7 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         share_u, share_s = utime // len(threads_now), stime // len(threads_now)
         th.utime = share_u + (utime % len(threads_now) if i == 0 else 0)
         th.stime = share_s + (stime % len(threads_now) if i == 0 else 0)
+        m.touch(th)  # the OOM killer's cached scores read these fields
 
 
 def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
@@ -337,6 +339,7 @@ def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
         if not isinstance(in_vfork, bool):
             raise ScenarioError("in_vfork must be true or false")
         t.vfork_parent = _exited_task(_count(spec, "vfork_parent_exited"), t.mm if in_vfork else Mm())
+    m.touch(t)
 
 
 def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None:
@@ -370,6 +373,7 @@ def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None
             raise ScenarioError(f"thread {th.tid}: oom_adj must be -17 or -16..15")
         if m.era.adj_home is AdjHome.TASK:  # elsewhere the process's value applies
             th.oom_adj = adj
+    m.touch(th)
 
 
 def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:

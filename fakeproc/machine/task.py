@@ -13,6 +13,11 @@ from ..kernel.caps import CAP_ALL
 
 PAGE_SIZE = 4096
 
+#: ``Task.oom_until`` of a cached OOM score that must be computed again (see ``KillerMixin.touch``)
+STALE = -1
+#: ``Task.oom_until`` of a cached OOM score that no tick of the clock can change
+NEVER = 1 << 62
+
 
 class Mm:
     """mm_struct: an address space, shared by threads and by a vfork child."""
@@ -61,7 +66,7 @@ class Task:
     __slots__ = (
         "tid", "tgid", "comm", "uid", "gid", "nice", "caps", "utime", "stime", "start_time",
         "mm", "signal", "parent", "children", "vfork_parent", "kthread", "oom_origin",
-        "oom_adj", "mems",
+        "oom_adj", "mems", "oom_points", "oom_until",
     )
 
     def __init__(self, tid: int, tgid: int, comm: str, uid: int, gid: int, signal: SignalStruct,
@@ -85,6 +90,10 @@ class Task:
         self.oom_origin = False  # PF_OOM_ORIGIN: running swapoff
         self.oom_adj = 0  # 2.6.30/2.6.31 keep oom_adj per thread
         self.mems: frozenset[int] = frozenset({0})  # cpuset mems_allowed
+        # The killer's cache of this candidate's score (None: not a candidate), valid while
+        # int(uptime) < oom_until; anything that changes what the score reads sets it STALE.
+        self.oom_points: int | None = None
+        self.oom_until = STALE
 
     @property
     def is_leader(self) -> bool:

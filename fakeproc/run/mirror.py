@@ -181,6 +181,7 @@ class Mirror:
             since = now
             log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
         t.start_time = st.starttime / rp.CLK_TCK
+        m.touch(t)
         self.known[pid] = Known(st.starttime, since, time.monotonic())
         self._refresh(t, st, status)
         return t
@@ -195,6 +196,7 @@ class Mirror:
         t.nice = st.nice
         for th in t.signal.threads:
             th.uid, th.gid, th.caps, th.nice = status.uid, status.gid, status.cap_eff, st.nice
+            self.machine.touch(th)
         self._memory(t, status)
         self._threads(t, st)
         # vfork children that no longer share the mm exec'd (or exited): exec() in the model
@@ -213,6 +215,7 @@ class Mirror:
         mm.rss_anon, mm.rss_file = status.rss_anon // page, status.rss_file // page
         mm.rss_shmem, mm.swap = status.rss_shmem // page, status.swap // page
         mm.pgtables = status.pte
+        self.machine.touch_mm(mm, t)
 
     def _threads(self, t: Task, st: rp.Stat) -> None:
         m = self.machine
@@ -236,6 +239,7 @@ class Mirror:
                 th.utime = th.stime = 0
             t.signal.dead_cputime = 0
             t.utime, t.stime = int(st.utime * scale), int(st.stime * scale)
+            m.touch(t)
             return
         for th in t.signal.threads:  # 2.6.31*: badness() of each thread reads its own time
             try:
@@ -243,6 +247,7 @@ class Mirror:
             except ProcessGone:
                 continue
             th.utime, th.stime = int(ts.utime * scale), int(ts.stime * scale)
+            m.touch(th)
 
     def _vfork_done(self, c: Task) -> None:
         log.debug("mirror: vfork child %d no longer shares %d's mm: exec()", c.tgid, c.vfork_parent.tgid)
