@@ -23,7 +23,7 @@ import trio
 
 from .control import Control
 from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, fuse_options
+from .fs.fuseops import FakeProcFS, FastFUSE, fuse_options
 from .fs.privilege import Privilege
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
@@ -57,9 +57,19 @@ class Daemon:
         return info
 
     def run_fuse(self) -> None:
-        from fuse import FUSE
+        profile = os.environ.get("FAKEPROC_PROFILE")
+        if not profile:
+            FastFUSE(self.ops, self.mountpoint, **fuse_options())
+            return
+        # FAKEPROC_PROFILE=FILE: cProfile the FUSE thread (every callback runs in it), stats written to
+        # FILE when the mount ends (python -m pstats FILE)
+        import cProfile
 
-        FUSE(self.ops, self.mountpoint, **fuse_options())
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(FastFUSE, self.ops, self.mountpoint, **fuse_options())
+        finally:
+            prof.dump_stats(profile)
 
     async def _supervise(self) -> None:
         failure: list[BaseException] = []
