@@ -1,11 +1,12 @@
 """The daemon: serves one machine on one mount point until told to stop.
 
-Concurrency, explicitly: trio owns the main thread (signals, supervision);
+Concurrency, explicitly: the main thread waits for signals (supervision);
 libfuse runs single-threaded (``-s``) in one worker thread; the model is
-only touched under ``lock``, by that thread and by anything trio adds.
+only touched under ``lock``, by that thread and by anything a session adds
+(``fakeproc run`` and ``shell`` drive the same daemon from trio).
 SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
 the daemon.  The signal handlers are installed *before* libfuse starts, so
-libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
+libfuse (which only takes over signals left at SIG_DFL) leaves them to the main thread.
 With ``save_on_exit`` a clean end (a signal, ``fakeproc umount``) saves the
 machine to that file once the FUSE loop is over; SIGKILL saves nothing.
 """
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from typing import Any
-
-import trio
 
 from .control import Control
 from .fs.entries import FsState, Reality
@@ -71,33 +71,49 @@ class Daemon:
         finally:
             prof.dump_stats(profile)
 
-    async def _supervise(self) -> None:
+    def _supervise(self) -> None:
+        """Serve in a thread until the FUSE loop ends; SIGINT, SIGTERM and SIGHUP unmount, which ends it.
+
+        Plain threads and signal handlers (no event loop to import: ``mount --background`` is ready
+        sooner).  The handlers only queue the signal; the main thread, which waits on that queue,
+        unmounts.  They are installed before libfuse starts, which then leaves them alone.
+        """
         failure: list[BaseException] = []
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async with trio.open_nursery() as nursery:
+        events: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # signal numbers; None: the loop ended
 
-                async def fuse_thread() -> None:
-                    try:
-                        await trio.to_thread.run_sync(self.run_fuse)
-                    except BaseException as e:  # noqa: BLE001 - reported after the nursery
-                        failure.append(e)
-                    finally:
-                        nursery.cancel_scope.cancel()
+        def fuse_thread() -> None:
+            try:
+                self.run_fuse()
+            except BaseException as e:  # noqa: BLE001 - reported after the loop
+                failure.append(e)
+            finally:
+                events.put(None)
 
-                nursery.start_soon(fuse_thread)
-                async for signum in signals:
-                    log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
-                    try:
-                        await trio.to_thread.run_sync(unmount, self.mountpoint)
-                    except OSError as e:
-                        log.error("%s", e)
+        def queue_signal(signum: int, _frame: Any) -> None:
+            events.put(signum)  # SimpleQueue.put is safe in a signal handler
+
+        stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, queue_signal) for s in stopping}
+        try:
+            thread = threading.Thread(target=fuse_thread, name="fakeproc-fuse", daemon=True)
+            thread.start()
+            while (signum := events.get()) is not None:
+                log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
+                try:
+                    unmount(self.mountpoint)
+                except OSError as e:
+                    log.error("%s", e)
+            thread.join()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         if failure:
             raise failure[0]
 
     def serve(self) -> None:
         log.info("serving a %s machine (%d processes) at %s, privilege %s", self.machine.era.name,
                  len(self.machine.processes), self.mountpoint, self.privilege.name)
-        trio.run(self._supervise)
+        self._supervise()
         log.info("unmounted %s", self.mountpoint)
         if self.save_on_exit:
             self.save(self.save_on_exit)
