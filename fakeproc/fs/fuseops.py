@@ -17,10 +17,9 @@ import stat
 import time
 from typing import Any
 
-from fuse import FUSE, FuseOSError, c_stat, fuse_get_context, set_st_attrs
-
 from ..machine import MachineError, Task
 from .entries import MODEL_PID_NAMES, ROOT_DIRS, ROOT_ENTRIES, Entry, FsState, Request, pid_entries
+from .fusepy import FUSE, FuseOSError, c_stat, fuse_get_context, set_st_attrs
 
 log = logging.getLogger(__name__)
 
