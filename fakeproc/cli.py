@@ -238,7 +238,9 @@ def _mount_background(a: argparse.Namespace) -> int:
     def ready() -> bool:
         return exited() or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control))
 
-    wait_until(ready, timeout=20)
+    # 20 s, and more for a big scenario (a million processes take minutes to load)
+    size = os.path.getsize(a.scenario) if a.scenario and os.path.exists(a.scenario) else 0
+    wait_until(ready, timeout=20 + size / 500_000)
     if exited() or not os.path.exists(control):
         with open(logfile, errors="replace") as f:
             sys.stderr.write(f.read()[-4000:])
