@@ -3,13 +3,17 @@
 
     tools/big_scenario.py N [FILE]      (default: stdout)
 
-Process 1 is init, 2 kthreadd; then N-2 processes, children of init (every 10th a child of the one
-before it), with memory, CPU time, a uid and an oom_adj that vary so that no two rows of `ps` are alike.
+Process 1 is init, 2 kthreadd; then N-2 processes from pid FIRST_PID on, children of init (every 10th;
+the others children of the one before), with memory, CPU time, a uid and an oom_adj that vary.  The
+pids are above the host's own (`fakeproc shell` hides a real process whose pid a simulated one has:
+the shell's own processes must keep theirs, or /proc/self would name a simulated process).
 """
 
 from __future__ import annotations
 
 import sys
+
+FIRST_PID = 1_000_000
 
 
 def scenario(n: int) -> str:
@@ -17,7 +21,7 @@ def scenario(n: int) -> str:
            '[[process]]', 'pid = 1', 'comm = "init"', 'vm = "20M"', 'rss = "2M"', 'cpu = "30s"', '',
            '[[process]]', 'pid = 2', 'comm = "kthreadd"', 'kthread = true', '']
     for i in range(n - 2):
-        pid = 100 + i
+        pid = FIRST_PID + i
         parent = pid - 1 if i % 10 else 1
         out += ['[[process]]', f'pid = {pid}', f'parent = {parent}', f'comm = "job{i % 997}"',
                 f'uid = {1000 + i % 7}', f'vm = "{64 + i % 512}M"', f'rss = "{1 + i % 256}M"',
