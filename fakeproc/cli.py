@@ -234,37 +234,62 @@ def _mount_foreground(a: argparse.Namespace) -> int:
 
 
 def _mount_background(a: argparse.Namespace) -> int:
-    import subprocess
+    """Fork the daemon from this process (no second interpreter to start and no second import: ready
+    sooner), in a session of its own, its output in the log; return once the mount answers."""
     import tempfile
 
+    from . import daemon as _daemon  # noqa: F401 - imported once, before the fork, for the child
+    from .machine import scenario as _scenario  # noqa: F401
     from .mounts import mount_state, wait_until
 
     logfile = a.log or tempfile.mktemp(prefix="fakeproc-", suffix=".log")
-    argv = [sys.executable, "-m", "fakeproc", "mount", a.mountpoint, "--kernel", a.kernel,
-            "--privilege", a.privilege]
-    if a.scenario:
-        argv += ["--scenario", a.scenario]
-    if a.save_on_exit:
-        argv += ["--save-on-exit", a.save_on_exit]
-    if a.clock:
-        argv += ["--clock", a.clock]
-    if a.verbose:
-        argv.append("--verbose")
-    with open(logfile, "ab") as out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        code = 1
+        try:
+            os.setsid()
+            out = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # as Popen's close_fds: hold no pipe of the caller
+            a.background = False
+            code = _mount_foreground(a)
+        except BaseException:  # noqa: BLE001 - the log says why; nothing may return into the CLI
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    status: list[int] = []
+
+    def exited() -> bool:
+        if not status and os.waitpid(pid, os.WNOHANG)[0] == pid:
+            status.append(1)
+        return bool(status)
+
     control = os.path.join(a.mountpoint, "fakeproc", "control")
 
     def ready() -> bool:
-        return child.poll() is not None or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control))
+        return exited() or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control))
 
-    wait_until(ready, timeout=20)
-    if child.poll() is not None or not os.path.exists(control):
+    # 20 s, and more for a big scenario (a million processes take minutes to load)
+    size = os.path.getsize(a.scenario) if a.scenario and os.path.exists(a.scenario) else 0
+    wait_until(ready, timeout=20 + size / 500_000)
+    if exited() or not os.path.exists(control):
         with open(logfile, errors="replace") as f:
             sys.stderr.write(f.read()[-4000:])
-        if child.poll() is None:
-            child.kill()
+        if not exited():
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
         return _die(f"the daemon did not come up at {a.mountpoint} (log: {logfile})")
-    print(f"fakeproc: mounted a {a.kernel} machine at {a.mountpoint} (daemon pid {child.pid}, log {logfile})")
+    print(f"fakeproc: mounted a {a.kernel} machine at {a.mountpoint} (daemon pid {pid}, log {logfile})")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The daemon: serves one machine on one mount point until told to stop.
 
-Concurrency, explicitly: trio owns the main thread (signals, supervision);
-libfuse runs single-threaded (``-s``) in one worker thread; the model is
-only touched under ``lock``, by that thread and by anything trio adds.
+Concurrency, explicitly: trio owns the main thread (signals, supervision,
+the running clock); libfuse runs single-threaded (``-s``) in one worker
+thread; the model is only touched under ``lock``, by that thread and by
+anything trio adds (a clock step).
 SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
 the daemon.  The signal handlers are installed *before* libfuse starts, so
 libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
@@ -24,7 +25,7 @@ import trio
 from .clock import run_clock
 from .control import Control
 from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, fuse_options
+from .fs.fuseops import FakeProcFS, FastFUSE, fuse_options
 from .fs.privilege import Privilege
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
@@ -58,9 +59,19 @@ class Daemon:
         return info
 
     def run_fuse(self) -> None:
-        from fuse import FUSE
+        profile = os.environ.get("FAKEPROC_PROFILE")
+        if not profile:
+            FastFUSE(self.ops, self.mountpoint, **fuse_options())
+            return
+        # FAKEPROC_PROFILE=FILE: cProfile the FUSE thread (every callback runs in it), stats written to
+        # FILE when the mount ends (python -m pstats FILE)
+        import cProfile
 
-        FUSE(self.ops, self.mountpoint, **fuse_options())
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(FastFUSE, self.ops, self.mountpoint, **fuse_options())
+        finally:
+            prof.dump_stats(profile)
 
     async def _supervise(self) -> None:
         failure: list[BaseException] = []

@@ -21,8 +21,10 @@ def bench_mounts() -> list[str]:
 def test_bench_quick_reports_every_row():
     before = bench_mounts()
     # --no-install keeps it fast: tools/test installs libfuse3-dev; without it the C rows say "unavailable"
-    r = subprocess.run([sys.executable, str(REPO / "tools/bench.py"), "--quick", "--json", "--no-install"],
-                       capture_output=True, text=True, timeout=60)
+    # small machines for the ps, memory and start-up sections: their sizes are the bench's business, not the test's
+    r = subprocess.run([sys.executable, str(REPO / "tools/bench.py"), "--quick", "--json", "--no-install",
+                        "--ps-sizes", "200", "--rss-processes", "1000", "--startup-runs", "1"],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert {"kernel", "nproc", "date"} <= set(res["machine"])
@@ -41,12 +43,20 @@ def test_bench_quick_reports_every_row():
             assert counts.get("getattr", 0) >= 1 and counts.get("open") == 1 and counts.get("release") == 1, \
                 (key, cmd, counts)
         assert v["counts"]["cat"].get("read", 0) >= 1 and v["counts"]["echo"].get("write") == 1, key
+    (ps,) = res["ps"]
+    assert ps["processes"] == 200 and ps["rows"] >= 200 and 0 < ps["ps_s"] < ps["shell_s"], ps
+    assert ps["us_per_process"] > 0
+    mem = res["memory"]
+    assert mem["processes"] == 1000 and mem["rss_kib"] > 0 and mem["default_rss_kib"] > 0, mem
+    assert mem["bytes_per_process"] > 0
+    assert len(res["startup"]["runs_s"]) == 1 and res["startup"]["median_s"] > 0
     assert bench_mounts() == before, "the bench left a mount behind"
 
 
 def test_bench_table_has_every_row():
-    r = subprocess.run([sys.executable, str(REPO / "tools/bench.py"), "--seconds", "0.05", "--no-install"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, str(REPO / "tools/bench.py"), "--seconds", "0.05", "--no-install",
+                        "--ps-sizes", "100", "--rss-processes", "0", "--startup-runs", "1"],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("fakeproc bench: Linux ") and "nproc" in lines[0]
@@ -54,3 +64,5 @@ def test_bench_table_has_every_row():
                   "min fusepy + fakeproc opts", "fakeproc"):
         assert any(line.startswith(label) for line in lines), label
     assert any(line.startswith("FUSE callbacks") for line in lines)
+    assert any(line.startswith("ps in fakeproc shell") for line in lines)
+    assert any(line.startswith("start-up: `fakeproc mount --background`") for line in lines)

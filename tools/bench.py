@@ -12,6 +12,10 @@ Servers, each asked the same thing (PID/oom_score to read, PID/oom_adj to write)
   min fusepy + fp  the same with fakeproc's exact fuse_options();
   fakeproc         a fresh `fakeproc mount --background`.
 
+Then, for fakeproc alone: `ps -e -o pid,oom,oomadj,comm` inside `fakeproc shell` over machines of N
+processes written by tools/big_scenario.py (seconds, µs per process), the resident memory of a mounted
+daemon per simulated process, and how soon `fakeproc mount --background` returns ready.
+
 Measured for each: µs per open+read+close of oom_score and per open+write("0")+close of oom_adj
 (one client looping), the total throughput of two concurrent client processes over that of one,
 and the FUSE callbacks that one `cat`, one `sh -c 'echo 0 > ...'` and one benchmark iteration
@@ -22,6 +26,7 @@ noisy machine.  Every daemon and mount is removed on leaving, on Ctrl-C and SIGT
 watcher process even if the bench itself is killed (SIGKILL, a test's timeout).
 
     tools/bench.py [--seconds 2] [--rounds 5] [--quick] [--json] [--kernel 2.6.32] [--no-install]
+                   [--ps-sizes 1000,10000,100000] [--rss-processes 100000] [--startup-runs 5]
 """
 
 from __future__ import annotations
@@ -384,7 +389,8 @@ def start_daemon(stack: contextlib.ExitStack, argv: list[str], mountpoint: str, 
     raise BenchError(f"{argv[0]} did not mount {mountpoint} in 20 s:\n{tail(log)}")
 
 
-def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, log: str, verbose: bool) -> int:
+def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, log: str, verbose: bool,
+                   scenario: str | None = None) -> int:
     """`fakeproc mount --background`; the unmount (and, if need be, a kill of its daemon) is registered first."""
     daemon: list[int] = []
 
@@ -399,6 +405,8 @@ def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, lo
 
     stack.callback(stop)
     argv = FAKEPROC + ["mount", mountpoint, "--background", "--kernel", kernel, "--log", log]
+    if scenario:
+        argv += ["--scenario", scenario]
     cli = subprocess.Popen(argv + (["--verbose"] if verbose else []), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     interrupted: BaseException | None = None
@@ -594,6 +602,83 @@ def count_fakeproc(tmp: str, a: argparse.Namespace) -> dict[str, dict[str, int]]
         return count_callbacks(Marker(mp, log_reader(mp + ".log")), f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj")
 
 
+# ------------------------------------------------------------------ ps, memory, start-up
+
+PS_COLUMNS = "pid,oom,oomadj,comm"
+#: Inside `fakeproc shell -c`: ps alone, timed by the shell (date +%s%N), its rows counted.
+PS_SCRIPT = ('a=$(date +%s%N); ps -e -o ' + PS_COLUMNS + ' > {out}; b=$(date +%s%N); '
+             'echo "ps_ns $((b - a)) rows $(wc -l < {out})"')
+
+
+def write_scenario(tmp: str, n: int) -> str:
+    """A machine of ``n`` processes (tools/big_scenario.py), written once per size."""
+    path = os.path.join(tmp, f"machine-{n}.toml")
+    if not os.path.exists(path):
+        sys.path.insert(0, str(TOOLS))
+        try:
+            from big_scenario import scenario
+        finally:
+            sys.path.remove(str(TOOLS))
+        with open(path, "w") as f:
+            f.write(scenario(n))
+    return path
+
+
+def ps_in_shell(tmp: str, n: int, kernel: str) -> dict[str, Any]:
+    """`ps -e -o pid,oom,oomadj,comm` inside `fakeproc shell` over ``n`` simulated processes: ps alone
+    (timed inside the shell) and the whole shell (start-up, the scenario's load and clean-up included)."""
+    scenario = write_scenario(tmp, n)
+    out = os.path.join(tmp, f"ps-{n}.out")
+    t0 = time.perf_counter()
+    script = PS_SCRIPT.format(out=shlex.quote(out))
+    r = subprocess.run(FAKEPROC + ["shell", "--kernel", kernel, "--scenario", scenario, "-c", script],
+                       capture_output=True, text=True, timeout=3600, start_new_session=True)
+    total = time.perf_counter() - t0
+    m = re.search(r"ps_ns (\d+) rows (\d+)", r.stdout)
+    if r.returncode != 0 or m is None:
+        raise BenchError(f"fakeproc shell (ps over {n} processes) failed: {r.stdout[-500:]}{r.stderr[-2000:]}")
+    ps_s = int(m.group(1)) / 1e9
+    return {"processes": n, "ps_s": ps_s, "us_per_process": ps_s / n * 1e6, "rows": int(m.group(2)) - 1,
+            "shell_s": total}
+
+
+def vm_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def mount_for_rss(tmp: str, n: int | None) -> dict[str, Any]:
+    """A mounted daemon's resident memory, with the default machine (``n`` None) or ``n`` processes."""
+    with contextlib.ExitStack() as stack:
+        mp = os.path.join(tmp, f"rss-{n or 'default'}")
+        scenario = write_scenario(tmp, n) if n else None
+        t0 = time.perf_counter()
+        daemon = mount_fakeproc(stack, mp, "2.6.32", mp + ".log", verbose=False, scenario=scenario)
+        ready = time.perf_counter() - t0
+        with open(os.path.join(mp, "1", "oom_score")) as f:  # it answers
+            f.read()
+        return {"processes": n, "rss_kib": vm_rss_kib(daemon), "ready_s": ready}
+
+
+def daemon_memory(tmp: str, n: int) -> dict[str, Any]:
+    base, big = mount_for_rss(tmp, None), mount_for_rss(tmp, n)
+    return {"processes": n, "rss_kib": big["rss_kib"], "default_rss_kib": base["rss_kib"],
+            "bytes_per_process": big["rss_kib"] * 1024 / n,
+            "added_bytes_per_process": (big["rss_kib"] - base["rss_kib"]) * 1024 / n, "ready_s": big["ready_s"]}
+
+
+def startup(tmp: str, runs: int) -> dict[str, Any]:
+    """`fakeproc mount --background` with the default machine: from the command's start to its return
+    (it returns once the mount answers), each run unmounted before the next."""
+    times = []
+    for _ in range(runs):
+        times.append(mount_for_rss(tmp, None)["ready_s"])
+    return {"runs_s": [round(t, 3) for t in times], "median_s": statistics.median(times), "min_s": min(times)}
+
+
 # ------------------------------------------------------------------ report
 
 def machine() -> dict[str, Any]:
@@ -687,6 +772,26 @@ def print_report(res: dict[str, Any]) -> None:
             cells.append(f"{v[f'{op}_client_cpu_us']:>10.1f}µs {daemon:>9} {per:>13}")
         print(f"{SERVERS[key]:<27} {cells[0]}    {cells[1]}")
 
+    if res.get("ps"):
+        print()
+        print(f"ps in fakeproc shell: `ps -e -o {PS_COLUMNS}` over N simulated processes (ps alone, timed inside "
+              "the shell; the shell's start-up and the scenario's load are in `shell total`)")
+        print(f"{'processes':>10} {'ps':>9} {'per process':>12} {'rows':>8} {'shell total':>12}")
+        for p in res["ps"]:
+            print(f"{p['processes']:>10} {p['ps_s']:>8.2f}s {p['us_per_process']:>10.0f}µs {p['rows']:>8} "
+                  f"{p['shell_s']:>11.2f}s")
+    mem = res.get("memory")
+    if mem:
+        print()
+        print(f"daemon memory: VmRSS {mem['rss_kib']} KiB with {mem['processes']} processes "
+              f"({mem['bytes_per_process']:.0f} bytes per process; {mem['added_bytes_per_process']:.0f} above the "
+              f"default machine's {mem['default_rss_kib']} KiB); mounted and ready in {mem['ready_s']:.1f}s")
+    up = res.get("startup")
+    if up:
+        print()
+        print(f"start-up: `fakeproc mount --background` (default machine) ready in {up['median_s']:.3f}s median, "
+              f"{up['min_s']:.3f}s best of {len(up['runs_s'])}")
+
     d = res.get("decomposition")
     if d:
         for basis, title in (("wall", "Where fakeproc's time goes, wall clock (µs per op; the servers compared at "
@@ -732,14 +837,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2; a run takes ~30× that)")
     ap.add_argument("--kernel", default="2.6.32", help="era of the fakeproc mount")
-    ap.add_argument("--quick", action="store_true", help="0.3 s per measurement (smoke test, < 30 s)")
+    ap.add_argument("--quick", action="store_true",
+                    help="0.3 s per measurement, ps over 1k and 10k processes, memory at 10k (about a minute)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get libfuse3-dev if missing (the C floor then says unavailable)")
     ap.add_argument("--rounds", type=int, help="interleaved slices per measurement (default: 5, fewer if short)")
+    ap.add_argument("--ps-sizes", metavar="N,N,...",
+                    help="machine sizes for `ps` in `fakeproc shell` (default 1000,10000,100000; --quick 1000,10000; "
+                         "0: none)")
+    ap.add_argument("--rss-processes", type=int, metavar="N",
+                    help="machine size for the daemon's memory per process (default 100000; --quick 10000; 0: none)")
+    ap.add_argument("--startup-runs", type=int, metavar="K", help="runs of `mount --background` (default 5; --quick 3)")
     a = ap.parse_args()
     if a.quick:
         a.seconds = 0.3
+    a.ps_sizes = [int(x) for x in (a.ps_sizes or ("1000,10000" if a.quick else "1000,10000,100000")).split(",")
+                  if int(x) > 0]
+    a.rss_processes = (10000 if a.quick else 100000) if a.rss_processes is None else a.rss_processes
+    a.startup_runs = (3 if a.quick else 5) if a.startup_runs is None else a.startup_runs
     a.rounds = a.rounds or max(1, min(5, round(a.seconds / 0.1)))
 
     def interrupt(signum: int, _frame: Any) -> None:
@@ -781,6 +897,9 @@ def main() -> int:
             rows["fakeproc"]["counts"] = count_fakeproc(tmp, a)
             for key, v in measure_all(servers, a.seconds, a.rounds).items():
                 rows[key].update(v)
+        res["ps"] = [ps_in_shell(tmp, n, a.kernel) for n in a.ps_sizes]
+        res["memory"] = daemon_memory(tmp, a.rss_processes) if a.rss_processes > 0 else None
+        res["startup"] = startup(tmp, a.startup_runs) if a.startup_runs > 0 else None
         res["load_after"] = loadavg()
     except KeyboardInterrupt:
         print("bench: interrupted; daemons stopped and mounts removed", file=sys.stderr)

@@ -309,5 +309,13 @@ ROOT_DIRS = ("fakeproc",)
 MODEL_PID_NAMES = frozenset(e.name for e in PID_ENTRIES if not e.companion)
 
 
+_PID_ENTRIES_OF: dict[int, tuple[Era, dict[str, Entry]]] = {}
+
+
 def pid_entries(era: Era) -> dict[str, Entry]:
-    return {e.name: e for e in PID_ENTRIES if e.shown(era)}
+    """The files of a pid directory in ``era``, by name (one table per era, built once: every lookup
+    of a pid's file asks for it).  Read-only."""
+    cached = _PID_ENTRIES_OF.get(id(era))
+    if cached is None or cached[0] is not era:
+        cached = _PID_ENTRIES_OF[id(era)] = (era, {e.name: e for e in PID_ENTRIES if e.shown(era)})
+    return cached[1]

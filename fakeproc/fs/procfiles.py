@@ -16,6 +16,7 @@ unpermitted reader (``1 1 0 0 0`` and zeros).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 from ..kernel.caps import CAP_ALL
@@ -55,8 +56,11 @@ def _seconds_to_clock_t(seconds: float) -> int:
 
 
 def _vfork_waiting(m: Machine, t: Task) -> bool:
-    """kernel/fork.c wait_for_vfork_done(): the thread sleeps (TASK_KILLABLE) until its child execs or exits."""
-    return any(c.vfork_parent is t for c in m.tasks.values())
+    """kernel/fork.c wait_for_vfork_done(): the thread sleeps (TASK_KILLABLE) until its child execs or exits.
+
+    A task leaves the table only through ``Machine._release_thread()``, which clears its vfork_parent:
+    the count is of live tasks (no scan of the table, which made ``ps`` quadratic)."""
+    return t.vfork_children > 0
 
 
 def _state(m: Machine, t: Task) -> str:
@@ -202,6 +206,15 @@ def _bitmap_list(bits: Iterable[int]) -> str:
     return ",".join(out)
 
 
+_CPUS_ALLOWED = f"Cpus_allowed:\t{_bitmap(range(NR_CPUS), NR_CPUS)}\nCpus_allowed_list:\t{_bitmap_list(range(NR_CPUS))}"
+
+
+@functools.lru_cache(maxsize=256)
+def _mems_allowed(mems: frozenset[int]) -> str:
+    """The two Mems_allowed lines of a node set (a 1024-bit bitmap to format: once per set, not per read)."""
+    return f"Mems_allowed:\t{_bitmap(mems, MAX_NUMNODES)}\nMems_allowed_list:\t{_bitmap_list(mems)}"
+
+
 def _sigq_limit(m: Machine) -> int:
     """RLIMIT_SIGPENDING of init: kernel/fork.c set_max_threads() gives max_threads/2."""
     max_threads = max(20, m.ram_pages // (8 * THREAD_SIZE // PAGE_SIZE))
@@ -268,10 +281,8 @@ def pid_status(m: Machine, t: Task) -> bytes:
         "Seccomp_filters:\t0",
         "Speculation_Store_Bypass:\tthread vulnerable",  # the CPU's answer; copied from the reference machine
         "SpeculationIndirectBranch:\tconditional enabled",
-        f"Cpus_allowed:\t{_bitmap(range(NR_CPUS), NR_CPUS)}",
-        f"Cpus_allowed_list:\t{_bitmap_list(range(NR_CPUS))}",
-        f"Mems_allowed:\t{_bitmap(t.mems, MAX_NUMNODES)}",
-        f"Mems_allowed_list:\t{_bitmap_list(t.mems)}",
+        _CPUS_ALLOWED,
+        _mems_allowed(t.mems),
         "voluntary_ctxt_switches:\t0",
         "nonvoluntary_ctxt_switches:\t0",
     ]

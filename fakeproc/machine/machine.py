@@ -135,7 +135,10 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
 
     def _attach(self, t: Task) -> None:
         self.tasks[t.tid] = t
-        t.signal.threads.append(t)
+        if t.signal.threads:
+            t.signal.threads.append(t)
+        else:
+            t.signal.threads = [t]  # a list of exactly one (append() would reserve four slots)
         if t.mm is not None:
             t.mm.users += 1
         if t.is_leader:

@@ -68,8 +68,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 import tomllib
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,15 @@ def scenario_kernel(path: str | Path | None) -> str | None:
     if path is None:
         return None
     try:
-        kernel = tomllib.loads(Path(path).read_text()).get("machine", {}).get("kernel")
+        text = Path(path).read_text()
+        first = text.find(PROCESS_HEADER)
+        machine = None
+        if first >= 0:  # a big machine: its [machine] table is in the head, before the processes
+            with contextlib.suppress(ValueError):
+                machine = tomllib.loads(text[:first + 1]).get("machine")
+        if machine is None:
+            machine = tomllib.loads(text).get("machine", {})
+        kernel = machine.get("kernel")
     except (OSError, ValueError, AttributeError):
         return None
     return kernel if kernel in ERA_NAMES else None
@@ -154,7 +164,7 @@ def _caps(value: Any, uid: int, where: str) -> int:
 
 def _pages(spec: dict[str, Any], key: str, where: str) -> int:
     try:
-        return parse_size(spec.get(key, 0)) // PAGE_SIZE
+        return _shared(parse_size(spec.get(key, 0)) // PAGE_SIZE)
     except ValueError as e:
         raise ScenarioError(f"{where}: {key}: {e}") from e
 
@@ -167,11 +177,84 @@ def _count(spec: dict[str, Any], key: str, default: int = 0) -> int:
     return v
 
 
+#: A process table's header on a line of its own: where a scenario is cut into pieces parsed one by one.
+PROCESS_HEADER = "\n[[process]]\n"
+PIECE_PROCESSES = 200  # process tables per piece: few enough to stay small, enough to keep tomllib's per-call cost low
+
+
+class _Unsplittable(Exception):
+    """The text cannot be read piece by piece with the same meaning as whole: it is read whole."""
+
+
+def _pieces(text: str) -> tuple[dict[str, Any], Iterator[dict[str, Any]], list[Any]]:
+    """The head (everything before the first ``[[process]]`` line) parsed, the process tables parsed
+    piece by piece (from one ``[[process]]`` line to the ``PIECE_PROCESSES``-th next) as they are consumed, and the
+    ``[[dmesg]]`` records, filled in as the pieces are read.
+
+    A machine of a million processes is then never a million parsed tables at once (the whole
+    document as dicts takes several times the memory of the machine, and what it leaves behind when
+    freed stays in the daemon's heap).  Whatever could mean something else when cut (a ``[[process]]``
+    line inside a multi-line string or array makes a piece unparsable; a section other than process
+    and dmesg after the first process, dmesg in the head) raises :class:`_Unsplittable` or
+    ``TOMLDecodeError``: the caller then reads the text whole, as before.
+    """
+    first = text.find(PROCESS_HEADER)
+    if first < 0:
+        raise _Unsplittable
+    head = tomllib.loads(text[:first + 1])
+    if "process" in head or "dmesg" in head:
+        raise _Unsplittable
+    dmesg: list[Any] = []
+
+    def specs() -> Iterator[dict[str, Any]]:
+        pos = first + 1
+        while pos < len(text):
+            nxt = pos - 1
+            for _ in range(PIECE_PROCESSES):
+                nxt = text.find(PROCESS_HEADER, nxt + 1)
+                if nxt < 0:
+                    break
+            end = len(text) if nxt < 0 else nxt + 1
+            doc = tomllib.loads(text[pos:end])
+            if set(doc) - {"process", "dmesg"} or not all(isinstance(v, list) for v in doc.values()):
+                raise _Unsplittable
+            dmesg.extend(doc.get("dmesg", ()))
+            yield from doc["process"]
+            pos = end
+
+    return head, specs(), dmesg
+
+
+#: Numbers read while a scenario loads, one object per value (a million processes of uid 1000 hold one
+#: int 1000, not a million): ``_shared()``; emptied when the load ends.
+_SHARED: dict[tuple[type, Any], Any] = {}
+_SHARED_MAX = 1 << 16
+
+
+def _shared(v: Any) -> Any:
+    if len(_SHARED) >= _SHARED_MAX:
+        return v
+    return _SHARED.setdefault((v.__class__, v), v)
+
+
 def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{name}: {e}") from e
+        try:
+            head, specs, dmesg = _pieces(text)
+            return _build(head, specs, dmesg, era, name)
+        except (_Unsplittable, tomllib.TOMLDecodeError, ScenarioError):
+            pass  # read whole: the errors (and their order) are those of the whole document
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ScenarioError(f"{name}: {e}") from e
+        return _build(doc, doc.get("process", []), doc.get("dmesg", []), era, name)
+    finally:
+        _SHARED.clear()
+
+
+def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list[Any], era: Era,
+           name: str) -> Machine:
     unknown = set(doc) - {"machine", "process", "dmesg"}
     if unknown:
         raise ScenarioError(f"{name}: unknown section(s) {sorted(unknown)}; expected [machine], [[process]] "
@@ -192,7 +275,7 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
     if m.hz not in (100, 250, 300, 1000):
         raise ScenarioError(f"{name}: [machine]: hz must be 100, 250, 300 or 1000")
     m.deprecation_warned = bool(mspec.get("oom_adj_deprecation_warned", False))
-    for i, spec in enumerate(doc.get("process", [])):
+    for i, spec in enumerate(processes):
         where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
         try:
             _add_process(m, spec, where)
@@ -205,7 +288,7 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
     if 1 not in m.processes:
         raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
     m.next_pid = max(m.next_pid, next_pid)
-    for i, rec in enumerate(doc.get("dmesg", [])):
+    for i, rec in enumerate(dmesg):
         bad = set(rec) - DMESG_KEYS
         if bad or not isinstance(rec.get("text"), str):
             raise ScenarioError(f"{name}: dmesg record #{i + 1}: needs text (a string) and time, nothing else")
@@ -244,13 +327,13 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         raise ScenarioError(f"unknown key(s) {sorted(bad)}; known: {sorted(PROCESS_KEYS)}")
     if "pid" not in spec or "comm" not in spec:
         raise ScenarioError("pid and comm are required")
-    pid, comm = int(spec["pid"]), str(spec["comm"])
+    pid, comm = int(spec["pid"]), sys.intern(str(spec["comm"])[:15])
     ppid = int(spec.get("parent", 0))
     if ppid and ppid not in m.processes:
         raise ScenarioError(f"parent {ppid} must be listed before its child")
     parent = m.processes.get(ppid)
-    uid = int(spec.get("uid", parent.uid if parent is not None else 0))  # as after fork()
-    gid = int(spec.get("gid", uid))
+    uid = _shared(int(spec.get("uid", parent.uid if parent is not None else 0)))  # as after fork()
+    gid = _shared(int(spec.get("gid", uid)))
     kthread = bool(spec.get("kthread", False))
     old_style = bool(spec.get("vfork") or spec.get("clone_vm"))
     new_style = {"mm", "vfork_parent", "vfork_parent_exited", "in_vfork"} & set(spec)
@@ -284,7 +367,7 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         t.mm.multiprocess = True
     t.nice = int(spec.get("nice", t.nice if t.mm is not None and t.mm.users > 1 else 0))
     t.caps = _caps(spec.get("caps"), uid, where)
-    start = parse_duration(spec.get("start", 0))
+    start = _shared(parse_duration(spec.get("start", 0)))
     if start > m.uptime:
         raise ScenarioError(f"start ({start}s) is after the machine's uptime ({m.uptime}s)")
     t.start_time = start
@@ -318,8 +401,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     threads_now = t.signal.threads
     for i, th in enumerate(threads_now):
         share_u, share_s = utime // len(threads_now), stime // len(threads_now)
-        th.utime = share_u + (utime % len(threads_now) if i == 0 else 0)
-        th.stime = share_s + (stime % len(threads_now) if i == 0 else 0)
+        th.utime = _shared(share_u + (utime % len(threads_now) if i == 0 else 0))
+        th.stime = _shared(share_s + (stime % len(threads_now) if i == 0 else 0))
         m.touch(th)  # the OOM killer's cached scores read these fields
 
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from ..kernel.caps import CAP_ALL
 
 PAGE_SIZE = 4096
+NODE0: frozenset[int] = frozenset({0})  # the default mems_allowed, one object shared by every task
 
 #: ``Task.oom_until`` of a cached OOM score that must be computed again (see ``KillerMixin.touch``)
 STALE = -1
@@ -65,7 +66,7 @@ class Task:
 
     __slots__ = (
         "tid", "tgid", "comm", "uid", "gid", "nice", "caps", "utime", "stime", "start_time",
-        "mm", "signal", "parent", "children", "vfork_parent", "kthread", "oom_origin",
+        "mm", "signal", "parent", "children", "_vfork_parent", "vfork_children", "kthread", "oom_origin",
         "oom_adj", "mems", "oom_points", "oom_until",
     )
 
@@ -85,11 +86,12 @@ class Task:
         self.signal = signal
         self.parent = parent  # the parent process's leader
         self.children: list[Task] = []  # leaders of child processes, fork order
-        self.vfork_parent: Task | None = None  # set from vfork() until exec or exit
+        self._vfork_parent: Task | None = None  # set from vfork() until exec or exit
+        self.vfork_children = 0  # tasks whose vfork_parent this is (kept by the vfork_parent setter)
         self.kthread = False
         self.oom_origin = False  # PF_OOM_ORIGIN: running swapoff
         self.oom_adj = 0  # 2.6.30/2.6.31 keep oom_adj per thread
-        self.mems: frozenset[int] = frozenset({0})  # cpuset mems_allowed
+        self.mems: frozenset[int] = NODE0  # cpuset mems_allowed
         # The killer's cache of this candidate's score (None: not a candidate), valid while
         # int(uptime) < oom_until; anything that changes what the score reads sets it STALE.
         self.oom_points: int | None = None
@@ -98,6 +100,22 @@ class Task:
     @property
     def is_leader(self) -> bool:
         return self.tid == self.tgid
+
+    @property
+    def vfork_parent(self) -> Task | None:
+        """The thread that vfork()ed this task, from vfork() until exec or exit (else None)."""
+        return self._vfork_parent
+
+    @vfork_parent.setter
+    def vfork_parent(self, parent: Task | None) -> None:
+        # every change goes through here, so that ``vfork_children`` (wait_for_vfork_done()'s
+        # question: is some task still vfork()ed by this one?) is answered without a scan
+        old = self._vfork_parent
+        if old is not None:
+            old.vfork_children -= 1
+        if parent is not None:
+            parent.vfork_children += 1
+        self._vfork_parent = parent
 
     @property
     def in_vfork(self) -> bool:

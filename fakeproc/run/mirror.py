@@ -261,6 +261,8 @@ class Mirror:
 
     def before_access(self, tid: int, writing: bool) -> None:
         """Called by the filesystem before a model file of ``tid`` is read or written."""
+        if self.simulated(tid):
+            return  # shell mode: a process of the scenario; no real process (nor its children) to bring in
         t = self.lookup(tid)
         if t is None:
             raise MachineError(errno.ESRCH, f"{tid} is gone")
