@@ -23,7 +23,7 @@ import trio
 
 from .control import Control
 from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, fuse_options
+from .fs.fuseops import FakeProcFS, fuse_backend, fuse_options, raw_threads
 from .fs.privilege import Privilege
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
@@ -57,6 +57,14 @@ class Daemon:
         return info
 
     def run_fuse(self) -> None:
+        """Serve the mount until it goes away, with the backend fuse_backend() names."""
+        backend = fuse_backend()
+        log.debug("FUSE backend: %s", backend)
+        if backend == "raw":
+            from .fs.rawfuse import RawFuse
+
+            RawFuse(self.ops, self.mountpoint, fuse_options(), threads=raw_threads()).serve()
+            return
         from fuse import FUSE
 
         FUSE(self.ops, self.mountpoint, **fuse_options())
