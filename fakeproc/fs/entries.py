@@ -309,5 +309,12 @@ ROOT_DIRS = ("fakeproc",)
 MODEL_PID_NAMES = frozenset(e.name for e in PID_ENTRIES if not e.companion)
 
 
+_PID_ENTRIES_BY_ERA: dict[int, tuple[Era, dict[str, Entry]]] = {}
+
+
 def pid_entries(era: Era) -> dict[str, Entry]:
-    return {e.name: e for e in PID_ENTRIES if e.shown(era)}
+    """The files of a pid (and tid) directory under ``era``, by name: the same dict every time (read only)."""
+    hit = _PID_ENTRIES_BY_ERA.get(id(era))
+    if hit is None or hit[0] is not era:
+        hit = _PID_ENTRIES_BY_ERA[id(era)] = (era, {e.name: e for e in PID_ENTRIES if e.shown(era)})
+    return hit[1]
