@@ -1,8 +1,10 @@
 """The daemon: serves one machine on one mount point until told to stop.
 
 Concurrency, explicitly: trio owns the main thread (signals, supervision);
-libfuse runs single-threaded (``-s``) in one worker thread; the model is
-only touched under ``lock``, by that thread and by anything trio adds.
+the FUSE loop runs in one worker thread: fakeproc.fs.rawfuse (the default as
+root; FAKEPROC_FUSE_THREADS reader threads, 1 by default) or libfuse 2 through
+fusepy, single-threaded (``-s``); the model is only touched under ``lock``, by
+those threads and by anything trio adds.
 SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
 the daemon.  The signal handlers are installed *before* libfuse starts, so
 libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.

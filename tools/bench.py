@@ -67,8 +67,8 @@ SERVERS = {
     "fakeproc": "fakeproc (fusepy)",
     "fakeproc_raw": "fakeproc (raw /dev/fuse)",
 }
-#: fakeproc's rows: FAKEPROC_FUSE for each.
-BACKENDS = {"fakeproc": "fusepy", "fakeproc_raw": "raw"}
+#: fakeproc's rows: the environment of each one's daemon (FAKEPROC_FUSE: the backend).
+BACKENDS = {"fakeproc": {"FAKEPROC_FUSE": "fusepy"}, "fakeproc_raw": {"FAKEPROC_FUSE": "raw"}}
 #: The commands whose FUSE callbacks are counted.
 COMMANDS = ("cat", "echo", "loop read", "loop write")
 COMMAND_LABELS = {"cat": "cat oom_score", "echo": "sh -c 'echo 0 > oom_adj'",
@@ -390,7 +390,7 @@ def start_daemon(stack: contextlib.ExitStack, argv: list[str], mountpoint: str, 
 
 
 def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, log: str, verbose: bool,
-                   backend: str = "fusepy") -> int:
+                   backend: dict[str, str] | None = None) -> int:
     """`fakeproc mount --background`; the unmount (and, if need be, a kill of its daemon) is registered first."""
     daemon: list[int] = []
 
@@ -407,7 +407,7 @@ def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, lo
     argv = FAKEPROC + ["mount", mountpoint, "--background", "--kernel", kernel, "--log", log]
     cli = subprocess.Popen(argv + (["--verbose"] if verbose else []), stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           env=dict(os.environ, FAKEPROC_FUSE=backend))
+                           env=dict(os.environ, **(backend or {})))
     interrupted: BaseException | None = None
     while True:  # let the CLI finish even on Ctrl-C, to learn its daemon's pid and so stop it
         try:

@@ -446,7 +446,7 @@ def fuse_backend() -> str:
         return name
     if name:
         log.warning("FAKEPROC_FUSE=%s: not one of %s; using the default", name, "|".join(BACKENDS))
-    return "fusepy"
+    return "raw" if os.geteuid() == 0 else "fusepy"
 
 
 def raw_threads() -> int:
