@@ -101,6 +101,7 @@ class FakeProcFS:
         #: (uid, gid, tid) of the request being served, set (under the lock) by a backend that reads
         #: the request header itself (fakeproc.fs.rawfuse); None: ask fusepy's fuse_get_context()
         self._ctx: tuple[int, int, int] | None = None
+        self._parsed: dict[str, tuple[tuple[str, ...], int | None]] = {}
 
     # fusepy calls operations(op, *args): the single entry point.
     def __call__(self, op: str, *args: Any) -> Any:
@@ -136,15 +137,26 @@ class FakeProcFS:
 
     # ------------------------------------------------------------ resolution
 
+    def _parse(self, path: str) -> tuple[tuple[str, ...], int | None]:
+        """A path's names and its first name as a pid (name_to_int()), remembered: the same paths come
+        back at every open."""
+        parsed = self._parsed.get(path)
+        if parsed is None:
+            parts = tuple(p for p in path.split("/") if p)
+            parsed = (parts, name_to_int(parts[0]) if parts else None)
+            if len(self._parsed) >= 4096:
+                self._parsed.clear()
+            self._parsed[path] = parsed
+        return parsed
+
     def resolve(self, path: str) -> Node:
-        parts = [p for p in path.split("/") if p]
+        parts, pid = self._parse(path)
         m = self.state.machine
         if not parts:
             return Node("root")
         head = parts[0]
         if self.state.reality is not None:
-            return self._resolve_real(path, parts)
-        pid = name_to_int(head)
+            return self._resolve_real(path, list(parts))
         if pid is not None:
             task = m.tasks.get(pid)
             if task is None:
@@ -157,7 +169,7 @@ class FakeProcFS:
             raise FuseOSError(errno.ENOENT)
         return Node("rootfile", entry=entry)
 
-    def _resolve_pid(self, task: Task, rest: list[str]) -> Node:
+    def _resolve_pid(self, task: Task, rest: list[str] | tuple[str, ...]) -> Node:
         if not rest:
             return Node("pid", task)
         entries = pid_entries(self.state.machine.era)

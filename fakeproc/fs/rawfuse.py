@@ -199,6 +199,11 @@ class RawFuse:
             self.loop(self.fd)
             for t in extra:
                 t.join()
+        except BaseException:
+            # a failure (not the unmount that ends the loop): take the mount away, as libfuse does on exit,
+            # rather than leave one that answers ENOTCONN
+            _libc().umount2(self.mountpoint.encode(), MNT_DETACH)
+            raise
         finally:
             os.close(self.fd)
             self.fd = -1
@@ -317,6 +322,11 @@ class RawFuse:
 
     @staticmethod
     def attr(st: dict[str, Any], ino: int) -> bytes:
+        if len(st) == 8 or "st_ino" in st and len(st) == 9:  # what FakeProcFS.getattr() gives: all there
+            a, m, c = st["st_atime"], st["st_mtime"], st["st_ctime"]
+            return ATTR.pack(ino, st["st_size"], 0, a // 1_000_000_000, m // 1_000_000_000, c // 1_000_000_000,
+                             a % 1_000_000_000, m % 1_000_000_000, c % 1_000_000_000, st["st_mode"],
+                             st["st_nlink"], st["st_uid"] & 0xFFFFFFFF, st["st_gid"] & 0xFFFFFFFF, 0, 0, 0)
         g = st.get
         a, m, c = g("st_atime", 0), g("st_mtime", 0), g("st_ctime", 0)
         return ATTR.pack(ino, g("st_size", 0), g("st_blocks", 0), a // 1_000_000_000, m // 1_000_000_000,
@@ -516,7 +526,7 @@ class RawFuse:
         return self.entry(path)
 
     def create(self, nodeid: int, data: memoryview) -> bytes:
-        flags, mode, _umask, _ = CREATE_IN.unpack_from(data)
+        _flags, mode, _umask, _ = CREATE_IN.unpack_from(data)
         path = self.child(nodeid, bytes(data[16:]).split(b"\0")[0])
         fh = self.call("create", path, mode)
         return self.entry(path) + OPEN_OUT.pack(fh, self.direct_io, 0)
@@ -538,8 +548,3 @@ class RawFuse:
         old, new = self.cstrings(data[8:])[:2]
         self.call("rename", self.child(nodeid, old), self.child(newdir, new))
         return b""
-
-
-def unmount_detached(mountpoint: str) -> None:
-    """umount2(MNT_DETACH): what is left to do if the loop ended while still mounted (root only)."""
-    _libc().umount2(os.path.abspath(mountpoint).encode(), MNT_DETACH)
