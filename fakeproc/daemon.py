@@ -60,9 +60,7 @@ class Daemon:
 
     def run_fuse(self) -> None:
         """Serve the mount until it goes away, with the backend fuse_backend() names."""
-        backend = fuse_backend()
-        log.debug("FUSE backend: %s", backend)
-        if backend == "raw":
+        if fuse_backend() == "raw":
             from .fs.rawfuse import RawFuse
 
             RawFuse(self.ops, self.mountpoint, fuse_options(), threads=raw_threads()).serve()
@@ -95,8 +93,8 @@ class Daemon:
             raise failure[0]
 
     def serve(self) -> None:
-        log.info("serving a %s machine (%d processes) at %s, privilege %s", self.machine.era.name,
-                 len(self.machine.processes), self.mountpoint, self.privilege.name)
+        log.info("serving a %s machine (%d processes) at %s, privilege %s, FUSE backend %s", self.machine.era.name,
+                 len(self.machine.processes), self.mountpoint, self.privilege.name, fuse_backend())
         trio.run(self._supervise)
         log.info("unmounted %s", self.mountpoint)
         if self.save_on_exit:
