@@ -136,6 +136,7 @@ class RawFuse:
 
     def __init__(self, ops: Any, mountpoint: str, options: dict[str, Any], threads: int = 1) -> None:
         self.ops = ops
+        self.fs = ops._call  # fs(op, args): a FakeProcFS method, any failure as a FuseOSError
         self.lock = ops._lock
         self.mountpoint = os.path.abspath(mountpoint)
         self.options = options
@@ -282,8 +283,6 @@ class RawFuse:
                     except Exception:
                         log.exception("bug in fakeproc's raw FUSE backend serving opcode %d; answering EIO", opcode)
                         err = -errno.EIO
-                    finally:
-                        ops._ctx = None
             try:
                 write(fd, pack(16 + len(out), err, unique) + out)
             except OSError as e:
@@ -317,9 +316,6 @@ class RawFuse:
     def cstrings(data: memoryview) -> list[bytes]:
         return bytes(data).split(b"\0")
 
-    def call(self, op: str, *args: Any) -> Any:
-        return self.ops._call(op, args)
-
     @staticmethod
     def attr(st: dict[str, Any], ino: int) -> bytes:
         if len(st) == 8 or "st_ino" in st and len(st) == 9:  # what FakeProcFS.getattr() gives: all there
@@ -351,7 +347,7 @@ class RawFuse:
         return nid
 
     def entry(self, path: str) -> bytes:
-        st = self.call("getattr", path, None)
+        st = self.fs("getattr", (path, None))
         nid = self.remember(path)
         (esec, ensec), (asec, ansec) = self.entry_times, self.attr_times
         return ENTRY_OUT.pack(nid, 0, esec, asec, ensec, ansec) + self.attr(st, nid)
@@ -402,7 +398,7 @@ class RawFuse:
 
     def getattr(self, nodeid: int, data: memoryview) -> bytes:
         flags, _, fh = GETATTR_IN.unpack_from(data)
-        st = self.call("getattr", self.path(nodeid), fh if flags & GETATTR_FH else None)
+        st = self.fs("getattr", (self.path(nodeid), fh if flags & GETATTR_FH else None))
         return self.attr_reply(nodeid, st)
 
     def setattr(self, nodeid: int, data: memoryview) -> bytes:
@@ -412,45 +408,45 @@ class RawFuse:
         path = self.path(nodeid)
         fh = fh if valid & FATTR_FH else None
         if valid & FATTR_MODE:
-            self.call("chmod", path, mode)
+            self.fs("chmod", (path, mode))
         if valid & (FATTR_UID | FATTR_GID):
-            self.call("chown", path, uid if valid & FATTR_UID else -1, gid if valid & FATTR_GID else -1)
+            self.fs("chown", (path, uid if valid & FATTR_UID else -1, gid if valid & FATTR_GID else -1))
         if valid & FATTR_SIZE:
             if fh is not None:
-                self.call("truncate", path, size, fh)
+                self.fs("truncate", (path, size, fh))
             else:
-                self.call("truncate", path, size)
+                self.fs("truncate", (path, size))
         if valid & (FATTR_ATIME | FATTR_MTIME) == FATTR_ATIME | FATTR_MTIME:
-            self.call("utimens", path, (atime * 1_000_000_000 + atimensec, mtime * 1_000_000_000 + mtimensec))
-        return self.attr_reply(nodeid, self.call("getattr", path, fh))
+            self.fs("utimens", (path, (atime * 1_000_000_000 + atimensec, mtime * 1_000_000_000 + mtimensec)))
+        return self.attr_reply(nodeid, self.fs("getattr", (path, fh)))
 
     def readlink(self, nodeid: int, data: memoryview) -> bytes:
-        return self.call("readlink", self.path(nodeid)).encode()[:4096]
+        return self.fs("readlink", (self.path(nodeid),)).encode()[:4096]
 
     def open(self, nodeid: int, data: memoryview) -> bytes:
         flags, _ = OPEN_IN.unpack_from(data)
-        fh = self.call("open", self.path(nodeid), flags)
+        fh = self.fs("open", (self.path(nodeid), flags))
         return OPEN_OUT.pack(fh, self.direct_io, 0)
 
     def read(self, nodeid: int, data: memoryview) -> bytes:
         fh, offset, size, *_ = RW_IN.unpack_from(data)
-        out = self.call("read", self.path(nodeid), size, offset, fh)
+        out = self.fs("read", (self.path(nodeid), size, offset, fh))
         if len(out) > size:
             raise FuseOSError(errno.EINVAL)  # fusepy's assertion
         return out
 
     def write(self, nodeid: int, data: memoryview) -> bytes:
         fh, offset, size, *_ = RW_IN.unpack_from(data)
-        n = self.call("write", self.path(nodeid), bytes(data[40:40 + size]), offset, fh)
+        n = self.fs("write", (self.path(nodeid), bytes(data[40:40 + size]), offset, fh))
         return WRITE_OUT.pack(n, 0)
 
     def release(self, nodeid: int, data: memoryview) -> bytes:
         fh = RELEASE_IN.unpack_from(data)[0]
-        self.call("release", self.paths.get(nodeid, ""), fh)
+        self.fs("release", (self.paths.get(nodeid, ""), fh))
         return b""
 
     def statfs(self, nodeid: int, data: memoryview) -> bytes:
-        sv = self.call("statfs", self.path(nodeid))
+        sv = self.fs("statfs", (self.path(nodeid),))
         g = sv.get
         return STATFS_OUT.pack(g("f_blocks", 0), g("f_bfree", 0), g("f_bavail", 0), g("f_files", 0),
                                g("f_ffree", 0), g("f_bsize", 0), g("f_namemax", 0), g("f_frsize", 0), 0)
@@ -466,11 +462,11 @@ class RawFuse:
     def getxattr(self, nodeid: int, data: memoryview) -> bytes:
         size, _ = XATTR_IN.unpack_from(data)
         name = bytes(data[8:]).split(b"\0")[0].decode(errors="surrogateescape")
-        return self.sized(self.call("getxattr", self.path(nodeid), name), size)
+        return self.sized(self.fs("getxattr", (self.path(nodeid), name)), size)
 
     def listxattr(self, nodeid: int, data: memoryview) -> bytes:
         size, _ = XATTR_IN.unpack_from(data)
-        names = "\0".join(self.call("listxattr", self.path(nodeid)) or []).encode()
+        names = "\0".join(self.fs("listxattr", (self.path(nodeid),)) or []).encode()
         return self.sized(names + b"\0" if names else b"", size)
 
     def opendir(self, nodeid: int, data: memoryview) -> bytes:
@@ -486,7 +482,7 @@ class RawFuse:
             dh = DirHandle(self.path(nodeid))
         if dh.entries is None or offset == 0:
             dh.entries = []
-            for i, name in enumerate(self.call("readdir", dh.path, 0)):
+            for i, name in enumerate(self.fs("readdir", (dh.path, 0))):
                 b = name.encode()
                 rec = DIRENT.pack(UNKNOWN_INO, i + 1, len(b), 0) + b
                 dh.entries.append(rec + b"\0" * (-len(rec) % 8))
@@ -506,45 +502,45 @@ class RawFuse:
     # what procfs refuses: FakeProcFS says how, as through fusepy
 
     def unlink(self, nodeid: int, data: memoryview) -> bytes:
-        self.call("unlink", self.child(nodeid, data[:-1]))
+        self.fs("unlink", (self.child(nodeid, data[:-1]),))
         return b""
 
     def rmdir(self, nodeid: int, data: memoryview) -> bytes:
-        self.call("rmdir", self.child(nodeid, data[:-1]))
+        self.fs("rmdir", (self.child(nodeid, data[:-1]),))
         return b""
 
     def mkdir(self, nodeid: int, data: memoryview) -> bytes:
         mode, _umask = MKDIR_IN.unpack_from(data)
         path = self.child(nodeid, bytes(data[8:]).split(b"\0")[0])
-        self.call("mkdir", path, mode)
+        self.fs("mkdir", (path, mode))
         return self.entry(path)
 
     def mknod(self, nodeid: int, data: memoryview) -> bytes:
         mode, rdev, _umask, _ = MKNOD_IN.unpack_from(data)
         path = self.child(nodeid, bytes(data[16:]).split(b"\0")[0])
-        self.call("mknod", path, mode, rdev)
+        self.fs("mknod", (path, mode, rdev))
         return self.entry(path)
 
     def create(self, nodeid: int, data: memoryview) -> bytes:
         _flags, mode, _umask, _ = CREATE_IN.unpack_from(data)
         path = self.child(nodeid, bytes(data[16:]).split(b"\0")[0])
-        fh = self.call("create", path, mode)
+        fh = self.fs("create", (path, mode))
         return self.entry(path) + OPEN_OUT.pack(fh, self.direct_io, 0)
 
     def symlink(self, nodeid: int, data: memoryview) -> bytes:
         name, target = self.cstrings(data)[:2]
         path = self.child(nodeid, name)
-        self.call("symlink", path, target.decode(errors="surrogateescape"))
+        self.fs("symlink", (path, target.decode(errors="surrogateescape")))
         return self.entry(path)
 
     def link(self, nodeid: int, data: memoryview) -> bytes:
         old = self.path(LINK_IN.unpack_from(data)[0])
         path = self.child(nodeid, bytes(data[8:]).split(b"\0")[0])
-        self.call("link", path, old)
+        self.fs("link", (path, old))
         return self.entry(path)
 
     def rename(self, nodeid: int, data: memoryview) -> bytes:
         newdir = RENAME_IN.unpack_from(data)[0]
         old, new = self.cstrings(data[8:])[:2]
-        self.call("rename", self.child(nodeid, old), self.child(newdir, new))
+        self.fs("rename", (self.child(nodeid, old), self.child(newdir, new)))
         return b""
