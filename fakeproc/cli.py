@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--log", metavar="FILE", help="with --background: the daemon's log file "
                    "(default: a file in the temporary directory, printed)")
     m.add_argument("-v", "--verbose", action="store_true", help="log every FUSE-level error too")
+    m.add_argument("--fuse-backend", choices=("raw", "fusepy"), default=None,
+                   help="who speaks FUSE: raw (the protocol over /dev/fuse in Python, mount(2); root only) or "
+                        "fusepy (libfuse 2); default: $FAKEPROC_FUSE, else raw as root and fusepy otherwise")
 
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount (also clears a dead daemon's mount)",
                        description="Unmount a fakeproc mount; the daemon then exits. A mount left by a "
@@ -180,6 +183,8 @@ def cmd_mount(a: argparse.Namespace) -> int:
     from .mounts import clear_stale, mount_state
 
     mp = a.mountpoint
+    if a.fuse_backend:
+        os.environ["FAKEPROC_FUSE"] = a.fuse_backend  # the daemon reads it (a --background one inherits it)
     saved_under = scenario_kernel(a.scenario)
     if a.kernel is None:
         a.kernel = saved_under or DEFAULT_ERA

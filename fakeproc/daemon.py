@@ -1,9 +1,11 @@
 """The daemon: serves one machine on one mount point until told to stop.
 
 Concurrency, explicitly: trio owns the main thread (signals, supervision,
-the running clock); libfuse runs single-threaded (``-s``) in one worker
-thread; the model is only touched under ``lock``, by that thread and by
-anything trio adds (a clock step).
+the running clock); the FUSE loop runs in one worker thread:
+fakeproc.fs.rawfuse (the default as root; FAKEPROC_FUSE_THREADS reader
+threads, 1 by default) or libfuse 2 through fusepy, single-threaded (``-s``);
+the model is only touched under ``lock``, by those threads and by anything
+trio adds (a clock step).
 SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
 the daemon.  The signal handlers are installed *before* libfuse starts, so
 libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
@@ -25,7 +27,7 @@ import trio
 from .clock import run_clock
 from .control import Control
 from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, FastFUSE, fuse_options
+from .fs.fuseops import FakeProcFS, FastFUSE, fuse_backend, fuse_options, raw_threads
 from .fs.privilege import Privilege
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
@@ -59,19 +61,31 @@ class Daemon:
         return info
 
     def run_fuse(self) -> None:
+        """Serve the mount until it goes away.
+
+        FAKEPROC_PROFILE=FILE: cProfile the serving thread (every request runs in it), stats written
+        to FILE when the mount ends (python -m pstats FILE).
+        """
         profile = os.environ.get("FAKEPROC_PROFILE")
         if not profile:
-            FastFUSE(self.ops, self.mountpoint, **fuse_options())
+            self._serve_fuse()
             return
-        # FAKEPROC_PROFILE=FILE: cProfile the FUSE thread (every callback runs in it), stats written to
-        # FILE when the mount ends (python -m pstats FILE)
         import cProfile
 
         prof = cProfile.Profile()
         try:
-            prof.runcall(FastFUSE, self.ops, self.mountpoint, **fuse_options())
+            prof.runcall(self._serve_fuse)
         finally:
             prof.dump_stats(profile)
+
+    def _serve_fuse(self) -> None:
+        """The backend fuse_backend() names: the raw /dev/fuse loop, or libfuse 2 through fusepy."""
+        if fuse_backend() == "raw":
+            from .fs.rawfuse import RawFuse
+
+            RawFuse(self.ops, self.mountpoint, fuse_options(), threads=raw_threads()).serve()
+        else:
+            FastFUSE(self.ops, self.mountpoint, **fuse_options())
 
     async def _supervise(self) -> None:
         failure: list[BaseException] = []
@@ -98,8 +112,8 @@ class Daemon:
             raise failure[0]
 
     def serve(self) -> None:
-        log.info("serving a %s machine (%d processes) at %s, privilege %s", self.machine.era.name,
-                 len(self.machine.processes), self.mountpoint, self.privilege.name)
+        log.info("serving a %s machine (%d processes) at %s, privilege %s, FUSE backend %s", self.machine.era.name,
+                 len(self.machine.processes), self.mountpoint, self.privilege.name, fuse_backend())
         trio.run(self._supervise)
         log.info("unmounted %s", self.mountpoint)
         if self.save_on_exit:

@@ -10,7 +10,9 @@ Servers, each asked the same thing (PID/oom_score to read, PID/oom_adj to write)
   min fusepy       tools/floor/min_fusepy.py: fusepy over libfuse2, nothreads, direct_io, timeouts 0,
                    two precomputed files and nothing else;
   min fusepy + fp  the same with fakeproc's exact fuse_options();
-  fakeproc         a fresh `fakeproc mount --background`.
+  fakeproc         a fresh `fakeproc mount --background`, FAKEPROC_FUSE=fusepy (libfuse2 via fusepy);
+  fakeproc raw     the same with FAKEPROC_FUSE=raw (fakeproc/fs/rawfuse.py: the FUSE protocol over
+                   /dev/fuse in Python, no libfuse).
 
 Then, for fakeproc alone: `ps -e -o pid,oom,oomadj,comm` inside `fakeproc shell` over machines of N
 processes written by tools/big_scenario.py (seconds, µs per process), the resident memory of a mounted
@@ -67,8 +69,11 @@ SERVERS = {
     "c_floor_fp": "C floor + fakeproc opts",
     "min_fusepy": "min fusepy (nothreads)",
     "min_fusepy_fp": "min fusepy + fakeproc opts",
-    "fakeproc": "fakeproc",
+    "fakeproc": "fakeproc (fusepy)",
+    "fakeproc_raw": "fakeproc (raw /dev/fuse)",
 }
+#: fakeproc's rows: the environment of each one's daemon (FAKEPROC_FUSE: the backend).
+BACKENDS = {"fakeproc": {"FAKEPROC_FUSE": "fusepy"}, "fakeproc_raw": {"FAKEPROC_FUSE": "raw"}}
 #: The commands whose FUSE callbacks are counted.
 COMMANDS = ("cat", "echo", "loop read", "loop write")
 COMMAND_LABELS = {"cat": "cat oom_score", "echo": "sh -c 'echo 0 > oom_adj'",
@@ -390,7 +395,7 @@ def start_daemon(stack: contextlib.ExitStack, argv: list[str], mountpoint: str, 
 
 
 def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, log: str, verbose: bool,
-                   scenario: str | None = None) -> int:
+                   scenario: str | None = None, backend: dict[str, str] | None = None) -> int:
     """`fakeproc mount --background`; the unmount (and, if need be, a kill of its daemon) is registered first."""
     daemon: list[int] = []
 
@@ -408,7 +413,8 @@ def mount_fakeproc(stack: contextlib.ExitStack, mountpoint: str, kernel: str, lo
     if scenario:
         argv += ["--scenario", scenario]
     cli = subprocess.Popen(argv + (["--verbose"] if verbose else []), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env=dict(os.environ, **(backend or {})))
     interrupted: BaseException | None = None
     while True:  # let the CLI finish even on Ctrl-C, to learn its daemon's pid and so stop it
         try:
@@ -586,18 +592,20 @@ def new_pid(mp: str) -> str:
     return r.stdout.split()[-1]
 
 
-def start_fakeproc(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace) -> Server:
-    mp = os.path.join(tmp, "fakeproc")
-    daemon = mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=False)
+def start_fakeproc(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, key: str = "fakeproc") -> Server:
+    mp = os.path.join(tmp, key)
+    daemon = mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=False, backend=BACKENDS[key])
     pid = new_pid(mp)
-    return Server("fakeproc", f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj", daemon=daemon)
+    return Server(key, f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj", daemon=daemon)
 
 
-def count_fakeproc(tmp: str, a: argparse.Namespace) -> dict[str, dict[str, int]]:
-    """fakeproc's callbacks, from a second mount's --verbose log (the timed mount does not log every request)."""
+def count_fakeproc(tmp: str, a: argparse.Namespace, key: str = "fakeproc") -> dict[str, dict[str, int]]:
+    """fakeproc's callbacks, from a second mount's --verbose log (the timed mount does not log every request;
+    the raw backend logs the kernel's requests, a lookup as "lookup", where fusepy's log shows libfuse's
+    callbacks, a lookup as "getattr")."""
     with contextlib.ExitStack() as stack:
-        mp = os.path.join(tmp, "fakeproc-verbose")
-        mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=True)
+        mp = os.path.join(tmp, key + "-verbose")
+        mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=True, backend=BACKENDS[key])
         pid = new_pid(mp)
         return count_callbacks(Marker(mp, log_reader(mp + ".log")), f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj")
 
@@ -882,6 +890,7 @@ def main() -> int:
             "min_fusepy": lambda st: start_min_fusepy(st, tmp, a, fp=False),
             "min_fusepy_fp": lambda st: start_min_fusepy(st, tmp, a, fp=True),
             "fakeproc": lambda st: start_fakeproc(st, tmp, a),
+            "fakeproc_raw": lambda st: start_fakeproc(st, tmp, a, "fakeproc_raw"),
         }
         with contextlib.ExitStack() as stack:  # every daemon and mount goes on leaving, however we leave
             servers = []
@@ -894,7 +903,8 @@ def main() -> int:
             for s in servers:
                 if s.mark is not None:
                     rows[s.key]["counts"] = count_callbacks(s.mark, s.paths["read"], s.paths["write"])
-            rows["fakeproc"]["counts"] = count_fakeproc(tmp, a)
+            for key in BACKENDS:
+                rows[key]["counts"] = count_fakeproc(tmp, a, key)
             for key, v in measure_all(servers, a.seconds, a.rounds).items():
                 rows[key].update(v)
         res["ps"] = [ps_in_shell(tmp, n, a.kernel) for n in a.ps_sizes]
@@ -914,7 +924,7 @@ def main() -> int:
     for key, v in rows.items():
         if v["status"] != "ok":
             continue
-        floor = rows.get("c_floor_fp" if key.endswith("_fp") or key == "fakeproc" else "c_floor", {})
+        floor = rows.get("c_floor_fp" if key.endswith("_fp") or key in BACKENDS else "c_floor", {})
         for op in ("read", "write"):
             v[f"{op}_x_proc"] = v[f"{op}_us"] / rows["real"][f"{op}_us"]
             v[f"{op}_x_floor"] = (v[f"{op}_us"] / floor[f"{op}_us"]

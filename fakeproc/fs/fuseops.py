@@ -98,41 +98,65 @@ class FakeProcFS:
         self._fh = itertools.count(1)
         self.mtime_ns = time.time_ns()
         self.root_files = {(d, e.name): e for d, e in ROOT_ENTRIES}
+        #: (uid, gid, tid) of the request being served, set (under the lock) by a backend that reads
+        #: the request header itself (fakeproc.fs.rawfuse); None: ask fusepy's fuse_get_context()
+        self._ctx: tuple[int, int, int] | None = None
+        self._parsed: dict[str, tuple[tuple[str, ...], int | None]] = {}
 
     # fusepy calls operations(op, *args): the single entry point.
     def __call__(self, op: str, *args: Any) -> Any:
         if self._trace:
             log.debug("request %s %r", op, args[:1])
         with self._lock:
-            try:
-                return getattr(self, op)(*args)
-            except FuseOSError:
+            return self._call(op, args)
+
+    def _call(self, op: str, args: tuple) -> Any:
+        """One operation, the lock already held: every failure becomes a FuseOSError."""
+        try:
+            return getattr(self, op)(*args)
+        except FuseOSError:
+            raise
+        except MachineError as e:
+            raise FuseOSError(e.errno) from None
+        except OSError as e:  # run mode: the real /proc's own answer, passed on
+            if e.errno is None:
                 raise
-            except MachineError as e:
-                raise FuseOSError(e.errno) from None
-            except OSError as e:  # run mode: the real /proc's own answer, passed on
-                if e.errno is None:
-                    raise
-                raise FuseOSError(e.errno) from None
-            except Exception:
-                log.exception("bug in fakeproc while serving %s%r; answering EIO", op, args[:1])
-                raise FuseOSError(errno.EIO) from None
+            raise FuseOSError(e.errno) from None
+        except Exception:
+            log.exception("bug in fakeproc while serving %s%r; answering EIO", op, args[:1])
+            raise FuseOSError(errno.EIO) from None
+
+    def _context(self) -> tuple[int, int, int]:
+        """The caller's (uid, gid, tid), whichever backend serves the request."""
+        ctx = self._ctx
+        return ctx if ctx is not None else fuse_get_context()
 
     def _request(self, handle: Handle | None = None, offset: int = 0) -> Request:
-        uid, gid, tid = fuse_get_context()
+        uid, gid, tid = self._context()
         return Request(self.state, uid, gid, tid, handle, offset, handle is not None and handle.node.thread)
 
     # ------------------------------------------------------------ resolution
 
+    def _parse(self, path: str) -> tuple[tuple[str, ...], int | None]:
+        """A path's names and its first name as a pid (name_to_int()), remembered: the same paths come
+        back at every open."""
+        parsed = self._parsed.get(path)
+        if parsed is None:
+            parts = tuple(p for p in path.split("/") if p)
+            parsed = (parts, name_to_int(parts[0]) if parts else None)
+            if len(self._parsed) >= 4096:
+                self._parsed.clear()
+            self._parsed[path] = parsed
+        return parsed
+
     def resolve(self, path: str) -> Node:
-        parts = [p for p in path.split("/") if p]
+        parts, pid = self._parse(path)
         m = self.state.machine
         if not parts:
             return Node("root")
         head = parts[0]
         if self.state.reality is not None:
-            return self._resolve_real(path, parts)
-        pid = name_to_int(head)
+            return self._resolve_real(path, list(parts))
         if pid is not None:
             task = m.tasks.get(pid)
             if task is None:
@@ -145,7 +169,7 @@ class FakeProcFS:
             raise FuseOSError(errno.ENOENT)
         return Node("rootfile", entry=entry)
 
-    def _resolve_pid(self, task: Task, rest: list[str]) -> Node:
+    def _resolve_pid(self, task: Task, rest: list[str] | tuple[str, ...]) -> Node:
         if not rest:
             return Node("pid", task)
         entries = pid_entries(self.state.machine.era)
@@ -204,7 +228,7 @@ class FakeProcFS:
         name = parts[3] if len(parts) > 3 and parts[1] == "task" else parts[1]
         if name not in PTRACE_GUARDED:
             return
-        uid, _gid, _tid = fuse_get_context()
+        uid, _gid, _tid = self._context()
         if uid != 0 and uid != os.stat(f"{self.state.reality.real_proc}/{parts[0]}").st_uid:
             raise FuseOSError(errno.EACCES)
 
@@ -286,7 +310,7 @@ class FakeProcFS:
     def readlink(self, path: str) -> str:
         node = self.resolve(path)
         if node.kind == "link":
-            _uid, _gid, tid = fuse_get_context()
+            _uid, _gid, tid = self._context()
             return self.state.reality.self_link(tid, node.entry.name == "thread-self")
         if node.kind != "real":
             raise FuseOSError(errno.EINVAL)
@@ -417,6 +441,32 @@ class FakeProcFS:
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
         raise FuseOSError(errno.ENOENT)
+
+
+BACKENDS = ("raw", "fusepy")
+
+
+def fuse_backend() -> str:
+    """FAKEPROC_FUSE=raw|fusepy: who speaks FUSE to the kernel.
+
+    ``raw`` (fakeproc.fs.rawfuse: the protocol over /dev/fuse, mount(2), root
+    only) or ``fusepy`` (libfuse 2 through ctypes, fusermount).  Unset: raw
+    as root, fusepy otherwise.
+    """
+    name = os.environ.get("FAKEPROC_FUSE", "").strip().lower()
+    if name in BACKENDS:
+        return name
+    if name:
+        log.warning("FAKEPROC_FUSE=%s: not one of %s; using the default", name, "|".join(BACKENDS))
+    return "raw" if os.geteuid() == 0 else "fusepy"
+
+
+def raw_threads() -> int:
+    """FAKEPROC_FUSE_THREADS: reader threads of the raw backend (default 1)."""
+    try:
+        return max(1, int(os.environ.get("FAKEPROC_FUSE_THREADS", "1")))
+    except ValueError:
+        return 1
 
 
 def fuse_options(foreground: bool = True) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 trio supervises the pieces, each a task of one nursery:
 
-- the FUSE loop (libfuse, single-threaded, in a worker thread), serving a
+- the FUSE loop (Daemon.run_fuse(): the raw backend or libfuse, in a worker thread), serving a
   machine whose processes are the host's real ones (:mod:`.mirror`);
 - the command, started through :mod:`.enter` in a private mount namespace
   whose ``/proc`` is the mount;
