@@ -22,9 +22,6 @@ import threading
 import time
 from typing import Any
 
-import trio
-
-from .clock import run_clock
 from .control import Control
 from .fs.entries import FsState, Reality
 from .fs.fuseops import FakeProcFS, FastFUSE, fuse_backend, fuse_options, raw_threads
@@ -34,6 +31,8 @@ from .machine.scenario import ScenarioError, save_scenario
 from .mounts import unmount
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class SaveError(Exception):
@@ -87,34 +86,66 @@ class Daemon:
         else:
             FastFUSE(self.ops, self.mountpoint, **fuse_options())
 
-    async def _supervise(self) -> None:
-        failure: list[BaseException] = []
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    async def _supervise(self, fuse: threading.Thread, early: list[int]) -> None:
+        """Until the FUSE loop ends: unmount on SIGINT, SIGTERM, SIGHUP (also those that came before
+        trio took the signals over), and run the clock."""
+        import trio
+
+        from .clock import run_clock
+
+        async def unmount_for(signum: int) -> None:
+            log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
+            try:
+                await trio.to_thread.run_sync(unmount, self.mountpoint)
+            except OSError as e:
+                log.error("%s", e)
+
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
 
-                async def fuse_thread() -> None:
-                    try:
-                        await trio.to_thread.run_sync(self.run_fuse)
-                    except BaseException as e:  # noqa: BLE001 - reported after the nursery
-                        failure.append(e)
-                    finally:
-                        nursery.cancel_scope.cancel()
+                async def fuse_ended() -> None:
+                    await trio.to_thread.run_sync(fuse.join)
+                    nursery.cancel_scope.cancel()
 
-                nursery.start_soon(fuse_thread)
+                nursery.start_soon(fuse_ended)
                 nursery.start_soon(run_clock, self.machine, self.lock)
+                for signum in early:
+                    await unmount_for(signum)
                 async for signum in signals:
-                    log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
-                    try:
-                        await trio.to_thread.run_sync(unmount, self.mountpoint)
-                    except OSError as e:
-                        log.error("%s", e)
-        if failure:
-            raise failure[0]
+                    await unmount_for(signum)
 
     def serve(self) -> None:
+        """Mount and serve until unmounted.
+
+        The FUSE loop starts first and trio after: importing trio (about a fifth of a second) then
+        overlaps the first requests instead of delaying the mount.  Until trio takes the signals over,
+        a plain handler keeps them, and they are acted on as soon as it has.  The handlers are in
+        place before libfuse starts, which then leaves them alone.
+        """
         log.info("serving a %s machine (%d processes) at %s, privilege %s, FUSE backend %s", self.machine.era.name,
                  len(self.machine.processes), self.mountpoint, self.privilege.name, fuse_backend())
-        trio.run(self._supervise)
+        early: list[int] = []
+        previous = {s: signal.signal(s, lambda signum, _frame: early.append(signum)) for s in STOP_SIGNALS}
+        failure: list[BaseException] = []
+
+        def fuse_thread() -> None:
+            try:
+                self.run_fuse()
+            except BaseException as e:  # noqa: BLE001 - raised below, in the main thread
+                failure.append(e)
+
+        fuse = threading.Thread(target=fuse_thread, name="fakeproc-fuse", daemon=True)
+        fuse.start()
+        try:
+            import trio
+
+            trio.run(self._supervise, fuse, early)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        fuse.join()
+        if failure:
+            raise failure[0]
         log.info("unmounted %s", self.mountpoint)
         if self.save_on_exit:
             self.save(self.save_on_exit)
