@@ -168,6 +168,7 @@ def build_random_machine(data, era_name: str) -> Machine:
                     th.oom_origin = th.oom_origin if swapoff is None else swapoff
                     th.mems = th.mems if mems is None else mems
                     th.start_time = th.start_time if start is None else start
+                    m.touch(th)  # direct changes: the killer's cached scores must forget this task
             elif op == "oom":
                 m.out_of_memory(Caller(0, 0, "test"), sysrq=data.draw(st.booleans(), label="sysrq"))
             elif op == "spawn":  # as run mode enters a process it never saw born, maybe under an old pid
