@@ -527,13 +527,7 @@ def test_a_process_that_exits_under_open_files(machines, era):
     finally:
         for fd in fds.values():
             os.close(fd)
-    for key in fds:
-        if key.endswith("oom_score"):
-            assert got[key] == ["ESRCH", "ESRCH"], key
-        else:
-            assert got[key] == after_exit_expectations(era, key.split("/")[-1]), key
-            assert got[key + " read"] == ["ESRCH", "ESRCH"], key
-    assert (got["open after"], got["stat after"], got["listed"]) == ("ENOENT", "ENOENT", False)
+    assert_gone_under_open_files(got, fds, era)
     assert not mnt_t.log_problems()
 
 
@@ -575,11 +569,16 @@ def test_exit_under_open_files_matches_this_machines_kernel():
     finally:
         for fd in fds.values():
             os.close(fd)
+    assert_gone_under_open_files(got, fds, "6.x")
+
+
+def assert_gone_under_open_files(got: dict, fds: dict, era: str) -> None:
+    """What exit_ops() saw on files open when their process exited: the era's errno for each."""
     for key in fds:
         if key.endswith("oom_score"):
             assert got[key] == ["ESRCH", "ESRCH"], key
         else:
-            assert got[key] == after_exit_expectations("6.x", key.split("/")[-1]), key
+            assert got[key] == after_exit_expectations(era, key.split("/")[-1]), key
             assert got[key + " read"] == ["ESRCH", "ESRCH"], key
     assert (got["open after"], got["stat after"], got["listed"]) == ("ENOENT", "ENOENT", False)
 
