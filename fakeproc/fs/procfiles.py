@@ -17,7 +17,7 @@ unpermitted reader (``1 1 0 0 0`` and zeros).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from ..kernel.caps import CAP_ALL
 from ..machine import Machine, Mm, Task
@@ -309,19 +309,10 @@ def pid_comm(m: Machine, t: Task) -> bytes:
 # ----------------------------------------------------------------------------------- /proc/*
 
 
-def _mms(m: Machine) -> Iterator[Mm]:
-    """Every address space once (threads and vfork children share one)."""
-    seen: set[int] = set()
-    for t in m.tasks.values():
-        if t.mm is not None and id(t.mm) not in seen:
-            seen.add(id(t.mm))
-            yield t.mm
-
-
 def memory(m: Machine) -> dict[str, int]:
     """The machine's memory in pages, summed over distinct address spaces: what meminfo shows."""
     anon = file = shmem = swap = vm = pte_bytes = 0
-    for mm in _mms(m):
+    for mm in m.address_spaces():
         anon += mm.rss_anon
         file += mm.rss_file
         shmem += mm.rss_shmem
