@@ -119,10 +119,8 @@ class Control:
             for th in t.signal.threads:
                 th.nice = a.nice
         for th in t.signal.threads:
-            if a.uid is not None:
-                th.uid = a.uid
-            if a.gid is not None:
-                th.gid = a.gid
+            if a.uid is not None or a.gid is not None:
+                self.machine.set_owner(th, a.uid, a.gid)
             if a.caps is not None:
                 th.caps = a.caps
         if a.comm is not None:

@@ -31,6 +31,9 @@ PTRACE_GUARDED = frozenset({
     "auxv", "cwd", "environ", "exe", "fd", "fdinfo", "io", "map_files", "maps", "mem", "numa_maps",
     "pagemap", "personality", "root", "smaps", "smaps_rollup", "stack", "syscall", "timers", "timerslack_ns",
 })
+#: Nodes whose names and attributes only the machine changes (see FakeProcFS._stat); a ``file`` is one
+#: too unless it belongs to a run-mode mirror of a real process.
+STABLE_KINDS = frozenset({"dir", "rootfile", "pid", "task", "tid"})
 #: What opening a real file passes on: the access mode and the flags that change reads and writes.
 OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECTORY | os.O_NOFOLLOW
 
@@ -235,6 +238,15 @@ class FakeProcFS:
     # ------------------------------------------------------------- metadata
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        return self._stat(path, fh)[0]
+
+    def _stat(self, path: str, fh: int | None = None) -> tuple[dict[str, Any], bool]:
+        """getattr(), and whether the answer is *stable*: the name exists and its attributes stay
+        the same until the machine itself says otherwise (``Machine.entry_watchers``: a task
+        released, a task's owner changed).  That holds for the model's own nodes; a run-mode
+        mirror of a real process, a passed-through host file, ``self`` or an open file whose
+        process exited can change behind the model's back.  The raw backend lets the kernel cache
+        stable names and attributes and takes them back when told (fakeproc.fs.rawfuse)."""
         # fstat() of an open file keeps working after its process exited, as procfs's inode does
         # (the kernel does not always pass the handle: then an open handle on the same path stands in)
         h = self.handles.get(fh) if fh is not None else None
@@ -249,7 +261,12 @@ class FakeProcFS:
         if node.kind == "real":
             st = os.fstat(h.fd) if h is not None and h.fd >= 0 else os.lstat(node.real)
             return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")} | {
-                "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
+                "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}, False
+        kind = node.kind
+        reality = self.state.reality
+        task = node.task
+        stable = (kind in STABLE_KINDS or (kind == "file" and (reality is None or reality.simulated(task.tgid)))) and (
+            h is None or task is None or self.state.machine.tasks.get(task.tid) is task)
         t = self.mtime_ns
         st: dict[str, Any] = {"st_atime": t, "st_mtime": t, "st_ctime": t, "st_size": 0}
         if node.task is not None:
@@ -266,7 +283,7 @@ class FakeProcFS:
         else:
             st["st_mode"] = DIR_MODE
             st["st_nlink"] = 2
-        return st
+        return st, stable
 
     def readdir(self, path: str, fh: int) -> list[str]:
         node = self.resolve(path)
@@ -469,6 +486,16 @@ def raw_threads() -> int:
         return 1
 
 
+def raw_cache_timeout() -> float:
+    """FAKEPROC_FUSE_CACHE: seconds the raw backend lets the kernel keep the model's names and attributes
+    (default 1; 0: ask every time, as the fusepy backend does).  They are taken back at once when the
+    machine changes them (a task released, an owner changed), so this bounds nothing but a missed case."""
+    try:
+        return max(0.0, float(os.environ.get("FAKEPROC_FUSE_CACHE", "1")))
+    except ValueError:
+        return 1.0
+
+
 def fuse_options(foreground: bool = True) -> dict[str, Any]:
     """Mount options (see README, Security): why each one is here.
 
@@ -477,7 +504,9 @@ def fuse_options(foreground: bool = True) -> dict[str, Any]:
     - allow_other + default_permissions: other users get in, and the kernel
       checks the mode and owner of each file as procfs would;
     - entry/attr timeouts 0: a pid that exits vanishes at once, and a write
-      followed by a read never sees stale attributes;
+      followed by a read never sees stale attributes (the raw backend keeps
+      the model's own names longer and takes them back when they change:
+      raw_cache_timeout());
     - nonempty: the default mount point holds a .gitkeep (libfuse 2 refuses
       non-empty directories otherwise).
     """

@@ -22,6 +22,22 @@ its GETATTR at each path walk; the cost is that ``stat`` of the mount point
 may still succeed for 10 ms after the daemon is killed (then ENOTCONN, as
 always).  Values are never cached: every file is opened with FOPEN_DIRECT_IO.
 
+Cached names: the model's own nodes (pid and thread directories and their
+files, the root's files; not run mode's mirrors of real processes nor
+passed-through host files: FakeProcFS._stat calls them *stable*) are
+answered valid for ``stable_timeout`` seconds (FAKEPROC_FUSE_CACHE, default
+1), so a path walk the kernel has made once costs no request until then: a
+repeated ``cat PID/oom_score`` is OPEN, READ, RELEASE.  What can change
+those answers is a task released (its names vanish) or a task's new owner
+(its attributes), and the machine tells this backend of both
+(``Machine.entry_watchers``): it sends FUSE_NOTIFY_INVAL_ENTRY for the names
+the kernel holds, FUSE_NOTIFY_INVAL_INODE for the attributes.  The
+notifications are written by a thread of their own (the kernel takes the
+directory's lock to drop a name, and a LOOKUP waiting for this loop may hold
+it); the reply to the WRITE that caused them (``ctl exit``, a kill) is
+queued behind them, so the writer, and anyone who hears from it, never sees
+a name that is gone.  The timeout only bounds a case the machine would miss.
+
 Concurrency: ``threads`` reader threads (each on its own clone of the
 /dev/fuse descriptor); a request is decoded and answered under the model's
 one lock, the read and the reply's write happen outside it.
@@ -34,6 +50,7 @@ import errno
 import fcntl
 import logging
 import os
+import queue
 import struct
 import threading
 from typing import Any
@@ -101,6 +118,11 @@ DIRENT = struct.Struct("<QQII")
 UNKNOWN_INO = 0xFFFFFFFF  # libfuse 2 without use_ino: readdir's d_ino
 MAX_WRITE = 128 * 1024
 BUFSIZE = MAX_WRITE + 4096
+# notifications (fuse_notify_code): written to the device with unique 0 and the code as the error
+NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY = 2, 3
+NOTIFY_INVAL_INODE_OUT = struct.Struct("<Qqq")  # nodeid, offset (-1: attributes only), length
+NOTIFY_INVAL_ENTRY_OUT = struct.Struct("<QII")  # parent nodeid, name length, flags; + name + NUL
+
 ROOT_ATTR_VALID_NS = 10_000_000  # the root's mode, owner and times never change (see the module's docstring)
 FUSE_DEV_IOC_CLONE = 0x8004E500  # _IOR(229, 0, uint32_t)
 
@@ -134,7 +156,8 @@ class DirHandle:
 class RawFuse:
     """Serve ``ops`` (a FakeProcFS) at ``mountpoint`` until it is unmounted (or the connection aborted)."""
 
-    def __init__(self, ops: Any, mountpoint: str, options: dict[str, Any], threads: int = 1) -> None:
+    def __init__(self, ops: Any, mountpoint: str, options: dict[str, Any], threads: int = 1,
+                 stable_timeout: float = 0.0) -> None:
         self.ops = ops
         self.fs = ops._call  # fs(op, args): a FakeProcFS method, any failure as a FuseOSError
         self.lock = ops._lock
@@ -147,6 +170,14 @@ class RawFuse:
         self.entry_times = (int(self.entry_valid), int(self.entry_valid % 1 * 1e9))
         self.attr_times = (int(self.attr_valid), int(self.attr_valid % 1 * 1e9)) if self.attr_valid else (0, 1)
         self.root_times = max(self.attr_times, (0, ROOT_ATTR_VALID_NS))
+        self.stable_timeout = max(0.0, stable_timeout)
+        if self.stable_timeout:
+            self.stable_times = (int(self.stable_timeout), int(self.stable_timeout % 1 * 1e9))
+        else:
+            self.stable_times = self.attr_times
+        # the notifier: a thread that writes invalidations (and the replies that must follow them)
+        self.notes: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self.noted = 0  # notifications queued so far (a request that queued some defers its reply)
         self.direct_io = FOPEN_DIRECT_IO if options.get("direct_io") else 0
         self.fd = -1
         self.minor = 0
@@ -191,8 +222,14 @@ class RawFuse:
     def serve(self) -> None:
         """Mount, answer INIT, serve until the mount goes away; then close the device."""
         self.mount()
+        machine = self.ops.state.machine
+        notifier = threading.Thread(target=self.notifier, name="rawfuse-notify", daemon=True)
         try:
             self.init()
+            if self.stable_timeout:
+                notifier.start()
+                with self.lock:
+                    machine.entry_watchers.append(self.changed)
             extra = [threading.Thread(target=self.loop, args=(self.clone(),), name=f"rawfuse-{i}", daemon=True)
                      for i in range(1, self.threads)]
             for t in extra:
@@ -206,6 +243,12 @@ class RawFuse:
             _libc().umount2(self.mountpoint.encode(), MNT_DETACH)
             raise
         finally:
+            with self.lock:
+                if self.changed in machine.entry_watchers:
+                    machine.entry_watchers.remove(self.changed)
+            if notifier.is_alive():
+                self.notes.put(None)
+                notifier.join(2.0)  # before the descriptor it writes to is closed (and its number reused)
             os.close(self.fd)
             self.fd = -1
 
@@ -265,6 +308,7 @@ class RawFuse:
             handler = handlers.get(opcode)
             err = 0
             out = b""
+            deferred = False
             if handler is None:
                 err = -errno.ENOSYS
                 if trace:
@@ -272,6 +316,7 @@ class RawFuse:
             else:
                 with lock:
                     ops._ctx = (uid, gid, pid)
+                    noted = self.noted
                     try:
                         if trace:
                             log.debug("%s", self.describe(opcode, nodeid, mv[40:n]))
@@ -283,6 +328,13 @@ class RawFuse:
                     except Exception:
                         log.exception("bug in fakeproc's raw FUSE backend serving opcode %d; answering EIO", opcode)
                         err = -errno.EIO
+                    # a write that took names or attributes away (a ctl exit, a kill...) is answered
+                    # after the kernel has dropped them: its writer then never sees them again.
+                    # Only a WRITE waits, as it holds no directory lock the notifier may need.
+                    deferred = self.noted != noted and opcode == WRITE
+            if deferred:
+                self.notes.put((fd, pack(16 + len(out), err, unique) + out))
+                continue
             try:
                 write(fd, pack(16 + len(out), err, unique) + out)
             except OSError as e:
@@ -295,6 +347,62 @@ class RawFuse:
     @staticmethod
     def send(fd: int, unique: int, err: int, out: bytes) -> None:
         os.write(fd, OUT_HEADER.pack(16 + len(out), err, unique) + out)
+
+    # ------------------------------------------------------------ cached names and their invalidation
+
+    def changed(self, t: Any, gone: bool) -> None:
+        """Machine.entry_watchers: task ``t`` was released (``gone``) or its owner changed.
+
+        Called under the model's lock.  The kernel holds a name only while it holds a lookup of
+        it (``self.ids``), so only those are sent: a released task's ``/TID`` (for a leader that
+        drops its whole directory) and ``/TGID/task/TID``; for an owner change, the attributes of
+        every node under those two.
+        """
+        tid, tgid = t.tid, t.tgid
+        ids = self.ids
+        if gone:
+            if f"/{tid}" in ids:
+                self.invalidate_entry(1, str(tid))
+            task_dir = ids.get(f"/{tgid}/task")
+            if task_dir is not None:
+                self.invalidate_entry(task_dir, str(tid))
+            return
+        prefixes = (f"/{tid}", f"/{tgid}/task/{tid}")
+        for nid, path in self.paths.items():
+            for p in prefixes:
+                if path == p or path.startswith(p + "/"):
+                    self.invalidate_inode(nid)
+                    break
+
+    def invalidate_entry(self, parent: int, name: str) -> None:
+        raw = name.encode()
+        self.noted += 1
+        self.notes.put((self.fd, OUT_HEADER.pack(16 + NOTIFY_INVAL_ENTRY_OUT.size + len(raw) + 1, NOTIFY_INVAL_ENTRY, 0)
+                        + NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(raw), 0) + raw + b"\0"))
+
+    def invalidate_inode(self, nodeid: int) -> None:
+        self.noted += 1
+        self.notes.put((self.fd, OUT_HEADER.pack(16 + NOTIFY_INVAL_INODE_OUT.size, NOTIFY_INVAL_INODE, 0)
+                        + NOTIFY_INVAL_INODE_OUT.pack(nodeid, -1, 0)))
+
+    def notifier(self) -> None:
+        """Write the queued invalidations, and the replies that wait for them, in order.
+
+        A thread of its own: to drop a name the kernel takes its directory's lock, which a
+        LOOKUP in that directory holds while it waits for the loop's answer.
+        """
+        get, write = self.notes.get, os.write
+        while (item := get()) is not None:
+            fd, data = item
+            try:
+                write(fd, data)
+            except OSError as e:
+                if e.errno in (errno.ENODEV, errno.ECONNABORTED, errno.EBADF):
+                    return  # unmounted
+                # ENOENT: the kernel no longer had that name or inode, or the waiting request was
+                # interrupted meanwhile; nothing to do either way
+                if e.errno != errno.ENOENT:
+                    log.warning("FUSE notification failed: %s", e.strerror)
 
     # ------------------------------------------------------------ helpers
 
@@ -330,8 +438,8 @@ class RawFuse:
                          st["st_mode"], g("st_nlink", 0), g("st_uid", 0) & 0xFFFFFFFF, g("st_gid", 0) & 0xFFFFFFFF,
                          g("st_rdev", 0), g("st_blksize", 0), 0)
 
-    def attr_reply(self, nodeid: int, st: dict[str, Any]) -> bytes:
-        sec, nsec = self.root_times if nodeid == 1 else self.attr_times
+    def attr_reply(self, nodeid: int, st: dict[str, Any], stable: bool = False) -> bytes:
+        sec, nsec = self.root_times if nodeid == 1 else self.stable_times if stable else self.attr_times
         return ATTR_OUT.pack(sec, nsec, 0) + self.attr(st, nodeid)
 
     def remember(self, path: str) -> int:
@@ -347,9 +455,12 @@ class RawFuse:
         return nid
 
     def entry(self, path: str) -> bytes:
-        st = self.fs("getattr", (path, None))
+        st, stable = self.fs("_stat", (path, None))
         nid = self.remember(path)
-        (esec, ensec), (asec, ansec) = self.entry_times, self.attr_times
+        if stable and self.stable_timeout:
+            (esec, ensec) = (asec, ansec) = self.stable_times
+        else:
+            (esec, ensec), (asec, ansec) = self.entry_times, self.attr_times
         return ENTRY_OUT.pack(nid, 0, esec, asec, ensec, ansec) + self.attr(st, nid)
 
     def drop(self, nodeid: int, n: int) -> None:
@@ -398,8 +509,8 @@ class RawFuse:
 
     def getattr(self, nodeid: int, data: memoryview) -> bytes:
         flags, _, fh = GETATTR_IN.unpack_from(data)
-        st = self.fs("getattr", (self.path(nodeid), fh if flags & GETATTR_FH else None))
-        return self.attr_reply(nodeid, st)
+        st, stable = self.fs("_stat", (self.path(nodeid), fh if flags & GETATTR_FH else None))
+        return self.attr_reply(nodeid, st, stable)
 
     def setattr(self, nodeid: int, data: memoryview) -> bytes:
         # libfuse 2's fuse_lib_setattr(): chmod, chown, (f)truncate, utimens (only with both times), getattr

@@ -10,7 +10,7 @@ calls with one lock.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..kernel.badness import OOM_DISABLE
 from ..kernel.eras import AdjHome, Era, score_adj_to_legacy
@@ -47,6 +47,10 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
         self.journal = Journal()  # the change stream (fakeproc log --json)
         self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
         self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
+        #: told ``(task, gone)`` when a task is released (gone=True) or its owner changes: what
+        #: ``stat`` shows of its /proc entries.  The raw FUSE backend lets the kernel cache those
+        #: names and attributes, and takes them back when told (fakeproc.fs.rawfuse).
+        self.entry_watchers: list[Callable[[Task, bool], None]] = []
         # select_bad_process()'s cache (killer.py): what the cached scores were computed for,
         # the uptime of the last selection, and the mms changed since whose users are not known
         self._oom_key: tuple[object, ...] | None = None
@@ -285,6 +289,17 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
                     self.touch(c)  # its new parent's score counts it
             t.children = []
         self.touch(t)  # its leader's dead_cputime, its parent's children
+        for watch in self.entry_watchers:
+            watch(t, True)
+
+    def set_owner(self, t: Task, uid: int | None = None, gid: int | None = None) -> None:
+        """A thread's credentials: the owner of its /proc entries (and what privilege checks read)."""
+        if uid is not None:
+            t.uid = uid
+        if gid is not None:
+            t.gid = gid
+        for watch in self.entry_watchers:
+            watch(t, False)
 
     # ----------------------------------------------------------------- state
 
