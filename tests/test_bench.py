@@ -40,9 +40,11 @@ def test_bench_quick_reports_every_row():
             continue
         assert set(v["counts"]) == COMMANDS
         for cmd, counts in v["counts"].items():
-            # (the raw backend logs the kernel's LOOKUPs as such; fusepy's log shows them as getattr)
-            assert counts.get("getattr", 0) + counts.get("lookup", 0) >= 1 and counts.get("open") == 1 \
-                and counts.get("release") == 1, (key, cmd, counts)
+            assert counts.get("open") == 1 and counts.get("release") == 1, (key, cmd, counts)
+            if key == "fakeproc_raw":  # the kernel keeps the model's names after the warm-up: no LOOKUP
+                assert counts.get("lookup", 0) == 0, (key, cmd, counts)
+            else:  # a GETATTR at least for each permission check (fusepy's log shows LOOKUPs as getattr)
+                assert counts.get("getattr", 0) >= 1, (key, cmd, counts)
         assert v["counts"]["cat"].get("read", 0) >= 1 and v["counts"]["echo"].get("write") == 1, key
     (ps,) = res["ps"]
     assert ps["processes"] == 200 and ps["rows"] >= 200 and 0 < ps["ps_s"] < ps["shell_s"], ps
