@@ -49,6 +49,8 @@ def test_bench_quick_reports_every_row():
     (ps,) = res["ps"]
     assert ps["processes"] == 200 and ps["rows"] >= 200 and 0 < ps["ps_s"] < ps["shell_s"], ps
     assert ps["us_per_process"] > 0
+    (real,) = res["ps_real"]  # the same ps over the host's /proc with 200 more processes
+    assert real["processes"] == 200 and real["rows"] >= 200 and real["ps_s"] > 0, real
     mem = res["memory"]
     assert mem["processes"] == 1000 and mem["rss_kib"] > 0 and mem["default_rss_kib"] > 0, mem
     assert mem["bytes_per_process"] > 0

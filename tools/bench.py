@@ -650,6 +650,44 @@ def ps_in_shell(tmp: str, n: int, kernel: str) -> dict[str, Any]:
             "shell_s": total}
 
 
+#: A process that forks N children which wait (pause()) until it is told to stop, then kills them all.
+PAUSERS = """
+import os, signal, sys
+n = int(sys.argv[1])
+for _ in range(n):
+    if os.fork() == 0:
+        signal.pause()
+        os._exit(0)
+print("ready", flush=True)
+sys.stdin.read()
+os.killpg(0, signal.SIGKILL)
+"""
+
+
+def ps_on_real_proc(n: int) -> dict[str, Any]:
+    """The same `ps` over the host's real /proc with ``n`` more (sleeping) processes: what procfs itself
+    and ps's own work cost per process on this machine, the baseline for ps_in_shell()."""
+    kids = subprocess.Popen([sys.executable, "-c", PAUSERS, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        if kids.stdout.readline().strip() != "ready":
+            raise BenchError(f"could not start {n} processes for ps on the real /proc")
+        t0 = time.perf_counter()
+        r = subprocess.run(["ps", "-e", "-o", PS_COLUMNS], capture_output=True, text=True, timeout=600)
+        ps_s = time.perf_counter() - t0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(kids.pid, signal.SIGKILL)
+        kids.wait()
+        deadline = time.monotonic() + 30  # until init has reaped them all (they would count in the next ps)
+        with contextlib.suppress(ProcessLookupError):
+            while time.monotonic() < deadline:
+                os.killpg(kids.pid, 0)
+                time.sleep(0.05)
+    rows = len(r.stdout.splitlines()) - 1
+    return {"processes": n, "ps_s": ps_s, "rows": rows, "us_per_process": ps_s / rows * 1e6}
+
+
 def vm_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -788,6 +826,10 @@ def print_report(res: dict[str, Any]) -> None:
         for p in res["ps"]:
             print(f"{p['processes']:>10} {p['ps_s']:>8.2f}s {p['us_per_process']:>10.0f}µs {p['rows']:>8} "
                   f"{p['shell_s']:>11.2f}s")
+    if res.get("ps_real"):
+        print("the same ps over the real /proc with N more processes (sleeping children; per row):")
+        for p in res["ps_real"]:
+            print(f"{p['processes']:>10} {p['ps_s']:>8.2f}s {p['us_per_process']:>10.0f}µs {p['rows']:>8}")
     mem = res.get("memory")
     if mem:
         print()
@@ -908,6 +950,7 @@ def main() -> int:
             for key, v in measure_all(servers, a.seconds, a.rounds).items():
                 rows[key].update(v)
         res["ps"] = [ps_in_shell(tmp, n, a.kernel) for n in a.ps_sizes]
+        res["ps_real"] = [ps_on_real_proc(n) for n in a.ps_sizes]
         res["memory"] = daemon_memory(tmp, a.rss_processes) if a.rss_processes > 0 else None
         res["startup"] = startup(tmp, a.startup_runs) if a.startup_runs > 0 else None
         res["load_after"] = loadavg()
