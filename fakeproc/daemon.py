@@ -24,7 +24,7 @@ from typing import Any
 
 from .control import Control
 from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, FastFUSE, fuse_backend, fuse_options, raw_cache_timeout, raw_threads
+from .fs.fuseops import FakeProcFS, FastFUSE, fuse_backend, fuse_options, raw_cache_max, raw_cache_timeout, raw_threads
 from .fs.privilege import Privilege
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
@@ -83,7 +83,7 @@ class Daemon:
             from .fs.rawfuse import RawFuse
 
             RawFuse(self.ops, self.mountpoint, fuse_options(), threads=raw_threads(),
-                    stable_timeout=raw_cache_timeout()).serve()
+                    stable_timeout=raw_cache_timeout(), cached_max=raw_cache_max()).serve()
         else:
             FastFUSE(self.ops, self.mountpoint, **fuse_options())
 

@@ -142,3 +142,28 @@ def test_a_shell_inside_an_exited_pid_directory(mnt):
     r = sh(f"cd {mnt.path}/{pid} && cat oom_score >/dev/null && {sys.executable} -m fakeproc "
            f"ctl -m {mnt.path} exit {pid} && cat oom_score; echo status $?")
     assert "No such file or directory" in r.stderr and r.stdout.strip().endswith("status 1"), (r.stdout, r.stderr)
+
+
+
+def test_the_names_kept_are_bounded(mount_factory, monkeypatch):
+    """Past FAKEPROC_FUSE_CACHE_MAX names the oldest are dropped (the kernel keeps an unused dentry
+    until memory runs short otherwise): the kernel asks for them again, the newest it still keeps."""
+    monkeypatch.setenv("FAKEPROC_FUSE_CACHE_MAX", "10")
+    m = mount_factory("--fuse-backend", "raw", "-v")
+    pids = [m.new_pid("fork", "1") for _ in range(30)]
+    first, last = pids[0], pids[-1]
+    # a shell sits in the first pid's directory meanwhile: its name gets dropped under it
+    shell = subprocess.Popen(["sh", "-c", "read line; cat oom_score"], cwd=m / str(first), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for pid in pids:
+            read_n(str(m / f"{pid}/oom_score"), 1)
+        mark = m.log.stat().st_size
+        read_n(str(m / f"{last}/oom_score"), 1)
+        read_n(str(m / f"{first}/oom_score"), 1)
+        lookups = [p for op, p in requests_since(m.log, mark) if op == "lookup"]
+        assert f"/{first}/oom_score" in lookups and not any(p.startswith(f"/{last}") for p in lookups), lookups
+        out, err = shell.communicate("go\n", timeout=30)
+    finally:
+        shell.kill()
+    assert out == m.read(f"{first}/oom_score") and not err, (out, err)

@@ -496,6 +496,14 @@ def raw_cache_timeout() -> float:
         return 1.0
 
 
+def raw_cache_max() -> int:
+    """FAKEPROC_FUSE_CACHE_MAX: how many names the raw backend lets the kernel keep at once (32768)."""
+    try:
+        return max(1, int(os.environ.get("FAKEPROC_FUSE_CACHE_MAX", "32768")))
+    except ValueError:
+        return 32768
+
+
 def fuse_options(foreground: bool = True) -> dict[str, Any]:
     """Mount options (see README, Security): why each one is here.
 

@@ -53,6 +53,7 @@ import os
 import queue
 import struct
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from fuse import FuseOSError
@@ -122,6 +123,11 @@ BUFSIZE = MAX_WRITE + 4096
 NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY = 2, 3
 NOTIFY_INVAL_INODE_OUT = struct.Struct("<Qqq")  # nodeid, offset (-1: attributes only), length
 NOTIFY_INVAL_ENTRY_OUT = struct.Struct("<QII")  # parent nodeid, name length, flags; + name + NUL
+#: Names the kernel may keep at once (FAKEPROC_FUSE_CACHE_MAX): past that the oldest are dropped.  The
+#: kernel frees an unused dentry only when it is used again after its time or under memory pressure,
+#: so without a bound a ``ps`` over a million processes would leave seven million names cached, each
+#: with this daemon's nodeid <-> path entries (about 300 bytes).
+CACHED_MAX = 32768
 
 ROOT_ATTR_VALID_NS = 10_000_000  # the root's mode, owner and times never change (see the module's docstring)
 FUSE_DEV_IOC_CLONE = 0x8004E500  # _IOR(229, 0, uint32_t)
@@ -157,7 +163,7 @@ class RawFuse:
     """Serve ``ops`` (a FakeProcFS) at ``mountpoint`` until it is unmounted (or the connection aborted)."""
 
     def __init__(self, ops: Any, mountpoint: str, options: dict[str, Any], threads: int = 1,
-                 stable_timeout: float = 0.0) -> None:
+                 stable_timeout: float = 0.0, cached_max: int = CACHED_MAX) -> None:
         self.ops = ops
         self.fs = ops._call  # fs(op, args): a FakeProcFS method, any failure as a FuseOSError
         self.lock = ops._lock
@@ -178,6 +184,9 @@ class RawFuse:
         # the notifier: a thread that writes invalidations (and the replies that must follow them)
         self.notes: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
         self.noted = 0  # notifications queued so far (a request that queued some defers its reply)
+        # stable nodeids the kernel was told it may keep, in the order of their last LOOKUP answer
+        self.cached: OrderedDict[int, None] = OrderedDict()
+        self.cached_max = max(1, cached_max)
         self.direct_io = FOPEN_DIRECT_IO if options.get("direct_io") else 0
         self.fd = -1
         self.minor = 0
@@ -374,9 +383,29 @@ class RawFuse:
                     self.invalidate_inode(nid)
                     break
 
-    def invalidate_entry(self, parent: int, name: str) -> None:
+    def expire_oldest(self) -> None:
+        """Past ``cached_max``: drop the oldest tenth of the names the kernel keeps; FORGET follows.
+
+        (FUSE_EXPIRE_ONLY would only mark them stale: Linux 6.18 then keeps an unused dentry all the
+        same.  Dropped, a directory in use, a shell's working directory, still answers relative
+        lookups, through its nodeid.)"""
+        cached, paths, ids = self.cached, self.paths, self.ids
+        for _ in range(max(1, self.cached_max // 10)):
+            if not cached:
+                break
+            nid, _ = cached.popitem(last=False)
+            path = paths.get(nid)
+            if path is None:
+                continue
+            parent, _, name = path.rpartition("/")
+            pnid = ids.get(parent or "/")
+            if pnid is not None:
+                self.invalidate_entry(pnid, name, count=False)
+
+    def invalidate_entry(self, parent: int, name: str, count: bool = True) -> None:
         raw = name.encode()
-        self.noted += 1
+        if count:  # a change the current request made: its reply waits (see loop())
+            self.noted += 1
         self.notes.put((self.fd, OUT_HEADER.pack(16 + NOTIFY_INVAL_ENTRY_OUT.size + len(raw) + 1, NOTIFY_INVAL_ENTRY, 0)
                         + NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(raw), 0) + raw + b"\0"))
 
@@ -459,6 +488,11 @@ class RawFuse:
         nid = self.remember(path)
         if stable and self.stable_timeout:
             (esec, ensec) = (asec, ansec) = self.stable_times
+            cached = self.cached
+            cached[nid] = None
+            cached.move_to_end(nid)
+            if len(cached) > self.cached_max:
+                self.expire_oldest()
         else:
             (esec, ensec), (asec, ansec) = self.entry_times, self.attr_times
         return ENTRY_OUT.pack(nid, 0, esec, asec, ensec, ansec) + self.attr(st, nid)
@@ -471,6 +505,7 @@ class RawFuse:
             self.lookups[nodeid] = left
             return
         self.lookups.pop(nodeid, None)
+        self.cached.pop(nodeid, None)
         path = self.paths.pop(nodeid, None)
         if path is not None and self.ids.get(path) == nodeid:
             del self.ids[path]
