@@ -386,21 +386,21 @@ class RawFuse:
     def expire_oldest(self) -> None:
         """Past ``cached_max``: drop the oldest tenth of the names the kernel keeps; FORGET follows.
 
-        (FUSE_EXPIRE_ONLY would only mark them stale: Linux 6.18 then keeps an unused dentry all the
-        same.  Dropped, a directory in use, a shell's working directory, still answers relative
-        lookups, through its nodeid.)"""
-        cached, paths, ids = self.cached, self.paths, self.ids
+        One notification per top-level name (``/PID``: dropping a directory drops everything the
+        kernel keeps under it), so a ``ps`` pays one per process, not one per file it read.
+        (FUSE_EXPIRE_ONLY would only mark names stale: Linux 6.18 then keeps an unused dentry all
+        the same.  Dropped, a directory in use, a shell's working directory, still answers
+        relative lookups, through its nodeid.)"""
+        cached, paths = self.cached, self.paths
+        tops: dict[str, None] = {}
         for _ in range(max(1, self.cached_max // 10)):
             if not cached:
                 break
-            nid, _ = cached.popitem(last=False)
-            path = paths.get(nid)
-            if path is None:
-                continue
-            parent, _, name = path.rpartition("/")
-            pnid = ids.get(parent or "/")
-            if pnid is not None:
-                self.invalidate_entry(pnid, name, count=False)
+            path = paths.get(cached.popitem(last=False)[0])
+            if path is not None:
+                tops[path[1:].partition("/")[0]] = None
+        for name in tops:
+            self.invalidate_entry(1, name, count=False)
 
     def invalidate_entry(self, parent: int, name: str, count: bool = True) -> None:
         raw = name.encode()
