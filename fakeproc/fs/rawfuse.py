@@ -18,9 +18,10 @@ permission check that follows every LOOKUP of the path walk; 1 ns is one
 jiffy (1-2 ticks, a few ms), and since entries stay valid for 0 s every path
 walk looks each name up again, with fresh attributes.  The root directory's
 attributes (mode, owner, times: they never change) are kept 10 ms, which saves
-its GETATTR at each path walk; the cost is that ``stat`` of the mount point
-may still succeed for 10 ms after the daemon is killed (then ENOTCONN, as
-always).  Values are never cached: every file is opened with FOPEN_DIRECT_IO.
+its GETATTR at each path walk (as long as the cached names below, if
+longer); the cost is that ``stat`` of the mount point may still succeed for
+that long after the daemon is killed (then ENOTCONN, as always).  Values are
+never cached: every file is opened with FOPEN_DIRECT_IO.
 
 Cached names: the model's own nodes (pid and thread directories and their
 files, the root's files; not run mode's mirrors of real processes nor
@@ -175,12 +176,13 @@ class RawFuse:
         # (seconds, nanoseconds) as the kernel takes them; 0 becomes 1 ns: see the module's docstring
         self.entry_times = (int(self.entry_valid), int(self.entry_valid % 1 * 1e9))
         self.attr_times = (int(self.attr_valid), int(self.attr_valid % 1 * 1e9)) if self.attr_valid else (0, 1)
-        self.root_times = max(self.attr_times, (0, ROOT_ATTR_VALID_NS))
         self.stable_timeout = max(0.0, stable_timeout)
         if self.stable_timeout:
             self.stable_times = (int(self.stable_timeout), int(self.stable_timeout % 1 * 1e9))
         else:
             self.stable_times = self.attr_times
+        # the root's attributes never change: kept 10 ms, or as long as the model's names
+        self.root_times = max(self.attr_times, (0, ROOT_ATTR_VALID_NS), self.stable_times)
         # the notifier: a thread that writes invalidations (and the replies that must follow them)
         self.notes: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
         self.noted = 0  # notifications queued so far (a request that queued some defers its reply)
