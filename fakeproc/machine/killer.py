@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from math import isqrt
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, LegacyInputs
@@ -128,25 +129,46 @@ class KillerMixin:
     def _revalidate(self: Machine, current_mems: frozenset[int] | None) -> int:
         """The uptime below which a cached score stays valid in this selection: NEVER for none.
 
-        A score is only good for the era, cpuset, HZ and memory size it was computed with, and
-        for an uptime not before the one it was computed at (mirror.py sets the clock from the
-        real one, which could be stepped back).
+        A score is only good for the era, HZ and memory size it was computed with, and for an
+        uptime not before the one it was computed at (mirror.py sets the clock from the real
+        one, which could be stepped back).  Another cpuset forgets only the scores it changes.
         """
         uptime = int(self.uptime)
-        key = (self.era, current_mems, self.hz, self.totalpages)
+        key = (self.era, self.hz, self.totalpages)
         dirty = self._oom_dirty_mms
         if key != self._oom_key or uptime < self._oom_uptime or uptime < 0:
             self._oom_key = key
+            self._oom_mems = current_mems
             self._oom_uptime = uptime
             dirty.clear()
             return NEVER
         self._oom_uptime = uptime
+        if current_mems != self._oom_mems:
+            self._change_cpuset(current_mems)
         if dirty:
             for t in self.tasks.values():
                 if t.mm in dirty:
                     self.touch(t)
             dirty.clear()
         return uptime
+
+    def _change_cpuset(self: Machine, current_mems: frozenset[int] | None) -> None:
+        """The allocating task's cpuset differs from the last selection's: forget the scores it changes.
+
+        A task's mems_allowed enters its score only through one question, whether it has a node
+        in common with the allocating task's (``None``: no cpuset, every task has): legacy
+        badness() divides by 8 when not, 6.x skips the task.  Where the two cpusets give the same
+        answer the score is the same, so only the tasks whose answer differs are scored again;
+        the answer is asked once per distinct mems set (usually one object, NODE0, shared by all).
+        """
+        old, self._oom_mems = self._oom_mems, current_mems
+        tasks = self.tasks.values()
+        differ = {ms for ms in set(map(attrgetter("mems"), tasks))
+                  if (old is None or bool(ms & old)) != (current_mems is None or bool(ms & current_mems))}
+        if differ:
+            for t in tasks:
+                if t.mems in differ:
+                    t.oom_until = STALE
 
     # ---------------------------------------------------------------- choice
 

@@ -48,8 +48,10 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
         self.deprecation_warned = False  # 6.x pr_warn_once() of the legacy oom_adj file
         self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
         # select_bad_process()'s cache (killer.py): what the cached scores were computed for,
-        # the uptime of the last selection, and the mms changed since whose users are not known
+        # the cpuset and the uptime of the last selection, and the mms changed since whose users
+        # are not known
         self._oom_key: tuple[object, ...] | None = None
+        self._oom_mems: frozenset[int] | None = None
         self._oom_uptime = 0
         self._oom_dirty_mms: set[Mm] = set()
 
