@@ -284,8 +284,7 @@ class KillerMixin:
                 if mm is None or p.tgid == 1:
                     points = None  # kernel threads, a released mm; the init task
                 else:
-                    sig = p.signal
-                    adj = sig.oom_adj if adj_in_signal else mm.oom_adj if adj_in_mm else p.oom_adj
+                    adj = p.signal.oom_adj if adj_in_signal else mm.oom_adj if adj_in_mm else p.oom_adj
                     if adj == OOM_DISABLE and (skip_disabled or adj_first):
                         points = None if skip_disabled else 0
                     elif p.oom_origin:
@@ -299,6 +298,7 @@ class KillerMixin:
                                 if cm is not None and cm is not mm:
                                     points += cm.total_vm // 2 + 1
                         if per_process:
+                            sig = p.signal
                             threads = sig.threads
                             if len(threads) == 1:
                                 cpu = sig.dead_cputime + p.utime + p.stime
