@@ -288,3 +288,64 @@ def test_exec_by_a_vfork_parent_makes_its_child_killable():
     assert m.select_bad_process() == (a, 1000)  # the vfork child is skipped
     m.exec(10, "next", vm=1 << 20, rss=4096)
     assert m.select_bad_process() == (child, 1000) == m.select_bad_process_reference()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every cached legacy score, not only the chosen one, is badness()'s: after the run-time root steps
+# (recomputed from Task.oom_pre), after a cpuset switch (only the tasks it changes are scored again),
+# with doublings and shifts near ULONG_MAX, niced and capable tasks, oom_adj of every sign.
+
+ULONG_MAX = (1 << 64) - 1
+_VM = st.one_of(st.integers(0, 5_000), st.integers(0, 1 << 40), st.integers((1 << 63) - 4096, (1 << 63) + 4096),
+                st.integers(ULONG_MAX - 4096, ULONG_MAX))
+_PROC = st.tuples(_VM,  # total_vm
+                  st.one_of(st.just(0), st.integers(0, 1 << 30)),  # cpu jiffies
+                  st.integers(-20, 19),  # nice
+                  st.integers(0, 7),  # caps: sys_admin, sys_resource, sys_rawio
+                  st.one_of(st.integers(-17, 15), st.sampled_from([-17, -16, -1, 0, 1, 15])),  # oom_adj
+                  st.integers(0, 400_000),  # start time
+                  st.integers(0, 2),  # mems: {0}, {1}, {0, 1}
+                  st.integers(0, 10),  # parent: init, or an earlier process (its total_vm counts half)
+                  st.integers(0, 30))  # 0: swapoff (oom_origin)
+_MEMS = st.sampled_from([None, frozenset({0}), frozenset({1}), frozenset({0, 1})])
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "2.6.31-rc", "2.6.31"])
+@settings(max_examples=300, deadline=None)
+@given(procs=st.lists(_PROC, min_size=1, max_size=8), uptime=st.integers(0, 300_000),
+       hz=st.sampled_from([100, 250, 1000]),
+       steps=st.lists(st.tuples(st.one_of(st.integers(0, 2000), st.integers(0, 2_000_000)), _MEMS), min_size=1,
+                      max_size=8), memo=st.sampled_from([1, 4096]))
+def test_every_cached_legacy_score_is_badness(era, procs, uptime, hz, steps, memo):
+    from fakeproc.machine import killer
+    saved, killer.ROOT_MEMO_SIZE = killer.ROOT_MEMO_SIZE, memo  # 1: the memo of run-time roots overflows
+    try:
+        _check_every_cached_legacy_score(era, procs, uptime, hz, steps)
+    finally:
+        killer.ROOT_MEMO_SIZE = saved
+
+
+def _check_every_cached_legacy_score(era, procs, uptime, hz, steps):
+    from fakeproc.kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
+    m = Machine(ERAS[era], uptime=uptime, hz=hz)
+    m.spawn("init", pid=1)
+    made = []
+    for vm, cpu, nice, caps, adj, start, node, parent, origin in procs:
+        ppid = made[parent - 1].tgid if 0 < parent <= len(made) else 1
+        p = m.fork(ppid, uid=1000)
+        p.mm.total_vm = vm
+        m.touch_mm(p.mm, p)
+        p.utime, p.nice, p.start_time = cpu, nice, start
+        p.caps = (caps & 1) << CAP_SYS_ADMIN | (caps >> 1 & 1) << CAP_SYS_RESOURCE | (caps >> 2 & 1) << CAP_SYS_RAWIO
+        p.mems = (frozenset({0}), frozenset({1}), frozenset({0, 1}))[node]
+        p.oom_origin = origin == 0
+        m.touch(p)
+        m.store_adj(p, adj)
+        made.append(p)
+    for seconds, mems in steps:
+        m.tick(seconds)
+        fast, ref = m.select_bad_process(mems), m.select_bad_process_reference(mems)
+        assert (fast and (fast[0].tid, fast[1])) == (ref and (ref[0].tid, ref[1]))
+        for p in made:
+            if p.oom_points is not None:
+                assert p.oom_points == m.badness(p, mems), (p, p.oom_pre)

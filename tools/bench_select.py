@@ -8,10 +8,16 @@ For each era, in the same run:
 * warm: a selection after a few random changes made through the machine's
   API (memory, cpu time, oom_adj, a fork, an exit, a second of clock), which
   scores only what the changes touched;
+* cpuset: a selection for an allocating task in cpuset node 0 (as an OOM from
+  memory pressure passes), after ones with no cpuset (as the ``oom`` verb);
+  every process here is in node 0, so no score changes;
 * expiry: a selection after the clock passed the uptime at which every
   legacy score changes (here all processes started together, 1024 s of run
   time later int_sqrt(int_sqrt(run time >> 10)) becomes 1): the worst case,
-  every candidate is scored again (6.x scores do not depend on the clock);
+  every candidate's score is recomputed (6.x scores do not depend on the clock);
+* rescore: a selection after ``touch_all()``, which forgets every cached
+  score: the full cost of scoring every candidate, as cold, but with the
+  memory of the cache already allocated;
 * reference: the per-task specification (one badness() call per candidate)
   on the same state, checked equal to the warm choice;
 * the model's memory per process, after building it and after the first
@@ -35,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fakeproc.kernel.eras import ERAS  # noqa: E402
 from fakeproc.machine import Machine, MachineError  # noqa: E402
+from fakeproc.machine.task import NODE0  # noqa: E402
 
 
 def rss_kib() -> int:
@@ -97,8 +104,8 @@ def main() -> int:
     a = ap.parse_args()
     rng = random.Random(6)
     print(f"# {os.uname().release}, {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d')}")
-    print(f"{'era':10} {'processes':>10} {'cold':>8} {'warm':>8} {'expiry':>8} {'reference':>10} "
-          f"{'bytes/process':>14} {'+cache':>7}")
+    print(f"{'era':10} {'processes':>10} {'cold':>8} {'warm':>8} {'cpuset':>8} {'expiry':>8} {'rescore':>8} "
+          f"{'reference':>10} {'bytes/process':>14} {'+cache':>7}")
     for n in a.n or [100_000]:
         for era in ERAS:
             gc.collect()
@@ -113,15 +120,22 @@ def main() -> int:
             if not a.no_reference:
                 ref = m.select_bad_process_reference()
                 assert (warm[0].tid, warm[1]) == (ref[0].tid, ref[1]), "the cached choice is not the reference's"
+            in_node0, t_cpuset = timed(m.select_bad_process, NODE0)
+            assert in_node0 == warm, "every process is in node 0: the same choice"
+            m.select_bad_process()  # back to no cpuset (not timed)
             m.tick(1024)
             expired, t_expiry = timed(m.select_bad_process)
             if not a.no_reference:
                 ref, t_ref = timed(m.select_bad_process_reference)
                 assert (expired[0].tid, expired[1]) == (ref[0].tid, ref[1]), "after the tick: not the reference's"
                 ref_txt = f"{t_ref * 1000:.0f}ms"
-            print(f"{era:10} {n:>10} {t_cold * 1000:>6.0f}ms {t_warm * 1000:>6.1f}ms {t_expiry * 1000:>6.0f}ms "
-                  f"{ref_txt:>10} {(built - before) * 1024 / n:>14.0f} {(cached - built) * 1024 / n:>7.0f}", flush=True)
-            del m, cold, warm, expired
+            m.touch_all()
+            rescored, t_rescore = timed(m.select_bad_process)
+            assert rescored == expired, "rescoring everything: another choice"
+            print(f"{era:10} {n:>10} {t_cold * 1000:>6.0f}ms {t_warm * 1000:>6.1f}ms {t_cpuset * 1000:>6.0f}ms "
+                  f"{t_expiry * 1000:>6.0f}ms {t_rescore * 1000:>6.0f}ms {ref_txt:>10} "
+                  f"{(built - before) * 1024 / n:>14.0f} {(cached - built) * 1024 / n:>7.0f}", flush=True)
+            del m, cold, warm, in_node0, expired, rescored
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from math import isqrt
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, LegacyInputs
@@ -22,11 +23,26 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 LONG_MAX = (1 << 63) - 1
+#: distinct start times whose run-time root one selection remembers (a list of tasks started
+#: together shares one entry; tasks all started apart would each compute their own anyway)
+ROOT_MEMO_SIZE = 4096
 
 
 def _as_signed_long(v: int) -> int:
     """``%li`` of an unsigned long: ULONG_MAX prints as -1."""
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _run_root(uptime: int, start_time: float) -> tuple[int, int]:
+    """badness()'s int_sqrt(int_sqrt(run time >> 10)) for a task started at ``start_time`` (1 when
+    the run time is under 1024 s: badness() does not divide), and the uptime at which it changes:
+    when run time >> 10 reaches the next fourth power."""
+    start = int(start_time)
+    run = (uptime - start) >> 10 if uptime >= start else 0
+    if not run:
+        return 1, start + 1024
+    root = isqrt(isqrt(run))
+    return root, start + ((root + 1) ** 4 << 10)
 
 
 class OomResult(NamedTuple):
@@ -113,25 +129,46 @@ class KillerMixin:
     def _revalidate(self: Machine, current_mems: frozenset[int] | None) -> int:
         """The uptime below which a cached score stays valid in this selection: NEVER for none.
 
-        A score is only good for the era, cpuset, HZ and memory size it was computed with, and
-        for an uptime not before the one it was computed at (mirror.py sets the clock from the
-        real one, which could be stepped back).
+        A score is only good for the era, HZ and memory size it was computed with, and for an
+        uptime not before the one it was computed at (mirror.py sets the clock from the real
+        one, which could be stepped back).  Another cpuset forgets only the scores it changes.
         """
         uptime = int(self.uptime)
-        key = (self.era, current_mems, self.hz, self.totalpages)
+        key = (self.era, self.hz, self.totalpages)
         dirty = self._oom_dirty_mms
         if key != self._oom_key or uptime < self._oom_uptime or uptime < 0:
             self._oom_key = key
+            self._oom_mems = current_mems
             self._oom_uptime = uptime
             dirty.clear()
             return NEVER
         self._oom_uptime = uptime
+        if current_mems != self._oom_mems:
+            self._change_cpuset(current_mems)
         if dirty:
             for t in self.tasks.values():
                 if t.mm in dirty:
                     self.touch(t)
             dirty.clear()
         return uptime
+
+    def _change_cpuset(self: Machine, current_mems: frozenset[int] | None) -> None:
+        """The allocating task's cpuset differs from the last selection's: forget the scores it changes.
+
+        A task's mems_allowed enters its score only through one question, whether it has a node
+        in common with the allocating task's (``None``: no cpuset, every task has): legacy
+        badness() divides by 8 when not, 6.x skips the task.  Where the two cpusets give the same
+        answer the score is the same, so only the tasks whose answer differs are scored again;
+        the answer is asked once per distinct mems set (usually one object, NODE0, shared by all).
+        """
+        old, self._oom_mems = self._oom_mems, current_mems
+        tasks = self.tasks.values()
+        differ = {ms for ms in set(map(attrgetter("mems"), tasks))
+                  if (old is None or bool(ms & old)) != (current_mems is None or bool(ms & current_mems))}
+        if differ:
+            for t in tasks:
+                if t.mems in differ:
+                    t.oom_until = STALE
 
     # ---------------------------------------------------------------- choice
 
@@ -160,6 +197,7 @@ class KillerMixin:
                        ) -> tuple[Task, int] | None:
         # 6.x oom_evaluate_task() + oom_badness(), for_each_process(); no score depends on the clock
         adj_unit = self.totalpages // 1000
+        page_size = PAGE_SIZE
         chosen: Task | None = None
         best = 0
         for p in self.processes.values():
@@ -167,7 +205,7 @@ class KillerMixin:
                 points = p.oom_points
             else:
                 mm = p.mm
-                if p.tgid == 1 or p.kthread or mm is None:
+                if mm is None or p.tgid == 1 or p.kthread:
                     points = None
                 elif current_mems is not None and not p.mems & current_mems:
                     points = None  # oom_cpuset_eligible()
@@ -175,12 +213,14 @@ class KillerMixin:
                     points = LONG_MAX
                 else:
                     adj = p.signal.oom_score_adj
-                    if adj == -1000 or (p.vfork_parent is not None and p.vfork_parent.mm is mm):
+                    vfork_parent = p._vfork_parent  # the field behind Task.vfork_parent (a property)
+                    if adj == -1000 or (vfork_parent is not None and vfork_parent.mm is mm):
                         points = None  # oom_badness() returns LONG_MIN: never chosen
                     else:
-                        points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // PAGE_SIZE
+                        points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // page_size
                                   + adj * adj_unit)
-                p.oom_points, p.oom_until = points, NEVER
+                p.oom_points = points
+                p.oom_until = NEVER
             if points is None:
                 continue
             if chosen is None or points >= best:  # 6.x: the last of equal scores wins
@@ -189,14 +229,32 @@ class KillerMixin:
 
     def _select_legacy(self: Machine, current_mems: frozenset[int] | None, valid_below: int
                        ) -> tuple[Task, int] | None:
-        # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules
+        # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules.
+        #
+        # badness() is  post(pre // int_sqrt(int_sqrt(run time >> 10)))  where ``pre`` (total_vm,
+        # children's halves, / int_sqrt(cpu time)) does not depend on the clock and ``post``
+        # only halves and doubles: * 2 when niced, / 4 per capability, / 8 outside the cpuset,
+        # << or >> oom_adj.  Floors of divisions by powers of two compose (x // 4 // 4 // 8 is
+        # x >> 7), so for oom_adj <= 0 post() is one right shift ``s`` (a doubling cancels one
+        # halving while it cannot overflow ULONG_MAX).  A score keeps ``pre << 5 | s`` in
+        # Task.oom_pre; when its run-time root steps (oom_until reached, nothing touched), the
+        # new score is (pre // root) >> s, the full computation's result bit for bit.  Scores
+        # with a doubling that could overflow, or a left shift (oom_adj > 0, which also turns 0
+        # into 1), keep None there and are computed in full again.
         era = self.era
         home = era.adj_home
+        adj_in_signal, adj_in_mm = home is AdjHome.SIGNAL, home is AdjHome.MM
         per_process, adj_first = era.per_process, era.badness_adj_first
         skip_disabled, first_eligible = era.skip_disabled, era.first_eligible
         shift = SHIFT_HZ[self.hz] + 3
         uptime = int(self.uptime)
         admin_or_resource, rawio = 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE, 1 << CAP_SYS_RAWIO
+        half_ulong = ULONG_MAX >> 1
+        # a score whose oom_until was reached is recomputed from oom_pre; one made STALE by a
+        # change, or any after the cache was dropped (valid_below NEVER), in full
+        expired_above = STALE if valid_below < NEVER else NEVER
+        roots: dict[float, tuple[int, int]] = {}  # start_time -> _run_root() at this uptime
+        memo_size = ROOT_MEMO_SIZE
         if per_process or len(self.tasks) == len(self.processes):
             # for_each_process(); or do_each_thread() where no process has a second thread
             candidates: Iterable[Task] = self.processes.values()
@@ -205,69 +263,89 @@ class KillerMixin:
         chosen: Task | None = None
         best = 0
         for p in candidates:
-            if p.oom_until > valid_below:
+            until = p.oom_until
+            if until > valid_below:
                 points = p.oom_points
+            elif until > expired_above and (pre := p.oom_pre) is not None:  # the run-time root stepped
+                start = p.start_time
+                r = roots.get(start)
+                if r is None:
+                    if len(roots) >= memo_size:  # many distinct start times: keep the memo small
+                        roots.clear()
+                    r = roots[start] = _run_root(uptime, start)
+                root, until = r
+                points = (pre >> 5) // root >> (pre & 31)
+                p.oom_points = points
+                p.oom_until = until
             else:  # score p, and keep the score with the uptime at which it would change
                 until = NEVER
+                pre = None
                 mm = p.mm
-                if home is AdjHome.SIGNAL:
-                    adj = p.signal.oom_adj
-                elif home is AdjHome.MM:
-                    adj = mm.oom_adj if mm is not None else OOM_DISABLE
-                else:
-                    adj = p.oom_adj
                 if mm is None or p.tgid == 1:
                     points = None  # kernel threads, a released mm; the init task
-                elif adj == OOM_DISABLE and (skip_disabled or adj_first):
-                    points = None if skip_disabled else 0
-                elif p.oom_origin:
-                    points = ULONG_MAX
                 else:
-                    points = mm.total_vm
-                    if p.tgid == p.tid:
-                        for c in p.children:
-                            cm = c.mm
-                            if cm is not None and cm is not mm:
-                                points += cm.total_vm // 2 + 1
-                    if per_process:
-                        sig = p.signal
-                        threads = sig.threads
-                        if len(threads) == 1:
-                            cpu = sig.dead_cputime + p.utime + p.stime
+                    adj = p.signal.oom_adj if adj_in_signal else mm.oom_adj if adj_in_mm else p.oom_adj
+                    if adj == OOM_DISABLE and (skip_disabled or adj_first):
+                        points = None if skip_disabled else 0
+                    elif p.oom_origin:
+                        points = ULONG_MAX
+                    else:
+                        points = mm.total_vm
+                        children = p.children
+                        if children and p.tgid == p.tid:
+                            for c in children:
+                                cm = c.mm
+                                if cm is not None and cm is not mm:
+                                    points += cm.total_vm // 2 + 1
+                        if per_process:
+                            sig = p.signal
+                            threads = sig.threads
+                            if len(threads) == 1:
+                                cpu = sig.dead_cputime + p.utime + p.stime
+                            else:
+                                cpu = sig.dead_cputime
+                                for th in threads:
+                                    cpu += th.utime + th.stime
                         else:
-                            cpu = sig.dead_cputime
-                            for th in threads:
-                                cpu += th.utime + th.stime
-                    else:
-                        cpu = p.utime + p.stime
-                    cpu >>= shift
-                    if cpu:
-                        points //= isqrt(cpu)
-                    # int_sqrt(int_sqrt(run time >> 10)) changes only when run time >> 10 reaches
-                    # the next fourth power: the score is good until then
-                    start = int(p.start_time)
-                    run = (uptime - start) >> 10 if uptime >= start else 0
-                    if run:
-                        root = isqrt(isqrt(run))
-                        points //= root
-                        root += 1
-                        until = start + (root * root * root * root << 10)
-                    else:
-                        until = start + 1024
-                    if p.nice > 0:
-                        points = (points * 2) & ULONG_MAX
-                    caps = p.caps
-                    if caps & admin_or_resource:
-                        points //= 4
-                    if caps & rawio:
-                        points //= 4
-                    if current_mems is not None and not p.mems & current_mems:
-                        points //= 8
-                    if adj > 0:
-                        points = (max(points, 1) << adj) & ULONG_MAX
-                    elif adj < 0:
-                        points >>= -adj
-                p.oom_points, p.oom_until = points, until
+                            cpu = p.utime + p.stime
+                        cpu >>= shift
+                        if cpu:
+                            points //= isqrt(cpu)
+                        start = p.start_time
+                        r = roots.get(start)
+                        if r is None:
+                            if len(roots) >= memo_size:
+                                roots.clear()
+                            r = roots[start] = _run_root(uptime, start)
+                        root, until = r
+                        caps = p.caps
+                        s = 2 if caps & admin_or_resource else 0  # / 4
+                        if caps & rawio:
+                            s += 2  # / 4
+                        if current_mems is not None and not p.mems & current_mems:
+                            s += 3  # / 8
+                        nice = p.nice
+                        if nice <= 0 and adj <= 0:
+                            s -= adj
+                            pre = points << 5 | s
+                            points = points // root >> s
+                        elif adj <= 0 and s - adj > 0 and 0 <= points <= half_ulong:
+                            # niced: * 2 cannot reach the mask, and cancels one halving
+                            s -= adj + 1
+                            pre = points << 5 | s
+                            points = points // root >> s
+                        else:  # badness()'s steps as written
+                            points //= root
+                            if nice > 0:
+                                points = (points * 2) & ULONG_MAX
+                            points >>= s
+                            if adj > 0:
+                                points = (max(points, 1) << adj) & ULONG_MAX
+                            elif adj < 0:
+                                points >>= -adj
+                p.oom_points = points
+                p.oom_until = until
+                p.oom_pre = pre
             if points is None:
                 continue  # not a candidate, or skipped at OOM_DISABLE
             if points > best or (first_eligible and chosen is None):  # the first of equal scores wins

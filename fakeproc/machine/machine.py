@@ -52,8 +52,10 @@ class Machine(OomFilesMixin, KillerMixin, PressureMixin):
         #: names and attributes, and takes them back when told (fakeproc.fs.rawfuse).
         self.entry_watchers: list[Callable[[Task, bool], None]] = []
         # select_bad_process()'s cache (killer.py): what the cached scores were computed for,
-        # the uptime of the last selection, and the mms changed since whose users are not known
+        # the cpuset and the uptime of the last selection, and the mms changed since whose users
+        # are not known
         self._oom_key: tuple[object, ...] | None = None
+        self._oom_mems: frozenset[int] | None = None
         self._oom_uptime = 0
         self._oom_dirty_mms: set[Mm] = set()
 

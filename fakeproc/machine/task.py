@@ -67,7 +67,7 @@ class Task:
     __slots__ = (
         "tid", "tgid", "comm", "uid", "gid", "nice", "caps", "utime", "stime", "start_time",
         "mm", "signal", "parent", "children", "_vfork_parent", "vfork_children", "kthread", "oom_origin",
-        "oom_adj", "mems", "oom_points", "oom_until",
+        "oom_adj", "mems", "oom_points", "oom_until", "oom_pre",
     )
 
     def __init__(self, tid: int, tgid: int, comm: str, uid: int, gid: int, signal: SignalStruct,
@@ -96,6 +96,7 @@ class Task:
         # int(uptime) < oom_until; anything that changes what the score reads sets it STALE.
         self.oom_points: int | None = None
         self.oom_until = STALE
+        self.oom_pre: int | None = None  # legacy: what recomputes the score when oom_until is reached
 
     @property
     def is_leader(self) -> bool:
