@@ -34,7 +34,8 @@ def test_bench_quick_reports_every_row():
         if key.startswith("c_floor") and v["status"].startswith("unavailable"):
             continue
         assert v["status"] == "ok", (key, v["status"])
-        for field in ("read_us", "write_us", "read_x_proc", "write_x_proc", "scale2_read", "scale2_write"):
+        for field in ("read_us", "write_us", "read_x_proc", "write_x_proc", "scale2_read", "scale2_write",
+                      "scale2_own_read", "scale2_own_write"):
             assert 0 < v[field] < 1e6, (key, field, v[field])
         if key == "real":
             continue

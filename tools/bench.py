@@ -15,11 +15,14 @@ Servers, each asked the same thing (PID/oom_score to read, PID/oom_adj to write)
                    /dev/fuse in Python, no libfuse).
 
 Then, for fakeproc alone: `ps -e -o pid,oom,oomadj,comm` inside `fakeproc shell` over machines of N
-processes written by tools/big_scenario.py (seconds, µs per process), the resident memory of a mounted
+processes written by tools/big_scenario.py (seconds, µs per process) and, as its baseline, the same ps
+over the host's real /proc with N more (sleeping) processes; the resident memory of a mounted
 daemon per simulated process, and how soon `fakeproc mount --background` returns ready.
 
 Measured for each: µs per open+read+close of oom_score and per open+write("0")+close of oom_adj
-(one client looping), the total throughput of two concurrent client processes over that of one,
+(one client looping), the total throughput of two concurrent client processes over that of one (both
+on the same file, and each on a file of its own process: the kernel serialises direct-I/O writes to one
+file, whose WRITE holds the inode's lock for its round trip),
 and the FUSE callbacks that one `cat`, one `sh -c 'echo 0 > ...'` and one benchmark iteration
 cause (counted inside each server between marker lookups; fakeproc's from a second mount's
 --verbose "request OP" log lines).  All servers are mounted at once and measured in interleaved
@@ -134,14 +137,16 @@ def one_write(path: str) -> None:
 
 
 def concurrent_ops_per_s(fn: Callable[[str, float], tuple[int, float]], path: str, seconds: float,
-                         clients: int = 2) -> float:
-    """Total ops/s of ``clients`` forked processes looping on ``fn`` at the same time."""
+                         clients: int = 2, others: list[str] | None = None) -> float:
+    """Total ops/s of ``clients`` forked processes looping on ``fn`` at the same time: all on ``path``,
+    or client i on ``([path] + others)[i]``."""
+    paths = [path] + (others or [])
     go_r, go_w = os.pipe()
     children: list[tuple[int, int]] = []
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        for _ in range(clients):
+        for i in range(clients):
             res_r, res_w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the client: wait for the start, loop, report "n dt"
@@ -150,7 +155,7 @@ def concurrent_ops_per_s(fn: Callable[[str, float], tuple[int, float]], path: st
                     os.close(go_w)
                     os.close(res_r)
                     os.read(go_r, 1)
-                    n, dt = fn(path, seconds)
+                    n, dt = fn(paths[i % len(paths)], seconds)
                     os.write(res_w, f"{n} {dt}".encode())
                     code = 0
                 finally:
@@ -178,13 +183,14 @@ def concurrent_ops_per_s(fn: Callable[[str, float], tuple[int, float]], path: st
 
 
 class Server:
-    """A started server: where its two files are, how to count its callbacks and its daemon's pid
-    (None for real /proc)."""
+    """A started server: where its two files are (and a second process's, for a second client with
+    files of its own), how to count its callbacks and its daemon's pid (None for real /proc)."""
 
     def __init__(self, key: str, read_path: str, write_path: str, mark: Marker | None = None,
-                 daemon: int | None = None) -> None:
+                 daemon: int | None = None, other: tuple[str, str] | None = None) -> None:
         self.key = key
         self.paths = {"read": read_path, "write": write_path}
+        self.other = {"read": other[0], "write": other[1]} if other else None
         self.mark = mark
         self.daemon = daemon
 
@@ -207,7 +213,8 @@ LOOPS = {"read": loop_read, "write": loop_write}
 
 
 def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
-    """µs/op (one client) and 2-client throughput ÷ 1-client throughput, per server and operation.
+    """µs/op (one client) and 2-client throughput ÷ 1-client throughput (both clients on the same file,
+    and each on its own process's file), per server and operation.
 
     Every server is mounted at once and measured in ``rounds`` interleaved slices of ``seconds / rounds``
     (the order reversed every other round; each one-client slice followed by its two-client slice), so
@@ -220,6 +227,7 @@ def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str,
             fn(s.paths[op], min(0.2, seconds))
     ops: dict[tuple[str, str], list[tuple[int, float]]] = {(s.key, op): [] for s in servers for op in LOOPS}
     two: dict[tuple[str, str], list[float]] = {(s.key, op): [] for s in servers for op in LOOPS}
+    two_own: dict[tuple[str, str], list[float]] = {(s.key, op): [] for s in servers for op in LOOPS}
     cpu: dict[tuple[str, str], list[float]] = {(s.key, op): [0.0, 0.0] for s in servers for op in LOOPS}
     for r in range(rounds):
         for s in servers if r % 2 == 0 else reversed(servers):
@@ -229,6 +237,8 @@ def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str,
                 cpu[s.key, op][0] += own_cpu_seconds() - client
                 cpu[s.key, op][1] += cpu_seconds(s.daemon) - daemon
                 two[s.key, op].append(concurrent_ops_per_s(fn, s.paths[op], chunk))
+                if s.other:
+                    two_own[s.key, op].append(concurrent_ops_per_s(fn, s.paths[op], chunk, others=[s.other[op]]))
     out: dict[str, dict[str, Any]] = {s.key: {} for s in servers}
     for (key, op), slices in ops.items():
         n, dt = sum(x[0] for x in slices), sum(x[1] for x in slices)
@@ -238,6 +248,8 @@ def measure_all(servers: list[Server], seconds: float, rounds: int) -> dict[str,
         out[key][f"{op}_slices_us"] = [round(x, 2) for x in per_slice]
         out[key][f"{op}_spread"] = statistics.pstdev(per_slice) / us  # relative: 0.1 = ±10% between slices
         out[key][f"scale2_{op}"] = sum(two[key, op]) / len(two[key, op]) / (n / dt)
+        own = two_own[key, op]
+        out[key][f"scale2_own_{op}"] = sum(own) / len(own) / (n / dt) if own else None
         out[key][f"{op}_client_cpu_us"] = cpu[key, op][0] / n * 1e6
         out[key][f"{op}_daemon_cpu_us"] = cpu[key, op][1] / n * 1e6
     return out
@@ -555,12 +567,15 @@ def count_callbacks(mark: Marker, read_path: str, write_path: str) -> dict[str, 
 # ------------------------------------------------------------------ the servers
 
 def start_real(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace) -> Server:
-    sleeper = subprocess.Popen(["sleep", "600"])
-    record_pid(sleeper.pid)
-    stack.callback(sleeper.wait)
-    stack.callback(sleeper.kill)
-    root = f"/proc/{sleeper.pid}"
-    return Server("real", f"{root}/oom_score", f"{root}/oom_adj")
+    roots = []
+    for _ in range(2):
+        sleeper = subprocess.Popen(["sleep", "600"])
+        record_pid(sleeper.pid)
+        stack.callback(sleeper.wait)
+        stack.callback(sleeper.kill)
+        roots.append(f"/proc/{sleeper.pid}")
+    return Server("real", f"{roots[0]}/oom_score", f"{roots[0]}/oom_adj",
+                  other=(f"{roots[1]}/oom_score", f"{roots[1]}/oom_adj"))
 
 
 def start_c_floor(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, fp: bool) -> Server:
@@ -573,7 +588,7 @@ def start_c_floor(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, 
     argv = [exe, mp, "-f", "-o", "fsname=floor,subtype=floor"] + extra
     proc = start_daemon(stack, argv, mp, mp + ".log", env=dict(os.environ, FLOOR_COUNTS=counts))
     return Server("c_floor_fp" if fp else "c_floor", f"{mp}/1/oom_score", f"{mp}/1/oom_adj",
-                  Marker(mp, counts_file_reader(counts)), proc.pid)
+                  Marker(mp, counts_file_reader(counts)), proc.pid, other=(f"{mp}/2/oom_score", f"{mp}/2/oom_adj"))
 
 
 def start_min_fusepy(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, fp: bool) -> Server:
@@ -582,7 +597,7 @@ def start_min_fusepy(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespac
     argv = [sys.executable, str(MIN_FUSEPY), mp, "--counts", counts, "--options", "fakeproc" if fp else "minimal"]
     proc = start_daemon(stack, argv, mp, mp + ".log")
     return Server("min_fusepy_fp" if fp else "min_fusepy", f"{mp}/1/oom_score", f"{mp}/1/oom_adj",
-                  Marker(mp, counts_file_reader(counts)), proc.pid)
+                  Marker(mp, counts_file_reader(counts)), proc.pid, other=(f"{mp}/2/oom_score", f"{mp}/2/oom_adj"))
 
 
 def new_pid(mp: str) -> str:
@@ -595,8 +610,9 @@ def new_pid(mp: str) -> str:
 def start_fakeproc(stack: contextlib.ExitStack, tmp: str, a: argparse.Namespace, key: str = "fakeproc") -> Server:
     mp = os.path.join(tmp, key)
     daemon = mount_fakeproc(stack, mp, a.kernel, mp + ".log", verbose=False, backend=BACKENDS[key])
-    pid = new_pid(mp)
-    return Server(key, f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj", daemon=daemon)
+    pid, other = new_pid(mp), new_pid(mp)
+    return Server(key, f"{mp}/{pid}/oom_score", f"{mp}/{pid}/oom_adj", daemon=daemon,
+                  other=(f"{mp}/{other}/oom_score", f"{mp}/{other}/oom_adj"))
 
 
 def count_fakeproc(tmp: str, a: argparse.Namespace, key: str = "fakeproc") -> dict[str, dict[str, int]]:
@@ -773,9 +789,9 @@ def print_report(res: dict[str, Any]) -> None:
     print()
     floor = rows.get("c_floor", {})
     print(f"{'server':<27} {'read oom_score (open+read+close)':>32}   {'write oom_adj (open+write+close)':>32}   "
-          f"{'2 clients ÷ 1':>13}")
+          f"{'2 clients ÷ 1: same file, own files':>36}")
     print(f"{'':<27} {'µs/op':>10} {'±slices':>8} {'×/proc':>6} {'×C':>5}   {'µs/op':>10} {'±slices':>8} "
-          f"{'×/proc':>6} {'×C':>5}   {'read':>6} {'write':>6}")
+          f"{'×/proc':>6} {'×C':>5}   {'read':>6} {'write':>6} {'read':>9} {'write':>6}")
     for key, v in rows.items():
         label = SERVERS[key]
         if v["status"] != "ok":
@@ -787,7 +803,9 @@ def print_report(res: dict[str, Any]) -> None:
             xc = v.get(f"{op}_x_floor")
             cells.append(f"{us:>8.1f}µs {v[f'{op}_spread'] * 100:>7.0f}% {v[f'{op}_x_proc']:>5.1f}x "
                          f"{(f'{xc:.1f}x' if xc is not None else '-'):>5}")
-        print(f"{label:<27} {cells[0]}   {cells[1]}   {v['scale2_read']:>5.2f}x {v['scale2_write']:>5.2f}x")
+        own = "".join(f" {x:>5.2f}x" if x is not None else f" {'-':>6}"
+                      for x in (v.get("scale2_own_read"), v.get("scale2_own_write")))
+        print(f"{label:<27} {cells[0]}   {cells[1]}   {v['scale2_read']:>5.2f}x {v['scale2_write']:>5.2f}x  {own}")
     if floor.get("status", "ok") != "ok":
         print("(×C: the C floor is unavailable)")
 
@@ -950,10 +968,10 @@ def main() -> int:
             for key, v in measure_all(servers, a.seconds, a.rounds).items():
                 rows[key].update(v)
         res["ps"] = [ps_in_shell(tmp, n, a.kernel) for n in a.ps_sizes]
-        res["ps_real"] = [ps_on_real_proc(n) for n in a.ps_sizes]
         res["memory"] = daemon_memory(tmp, a.rss_processes) if a.rss_processes > 0 else None
         res["startup"] = startup(tmp, a.startup_runs) if a.startup_runs > 0 else None
-        res["load_after"] = loadavg()
+        res["load_after"] = loadavg()  # before forking the real ps's processes, which count in it
+        res["ps_real"] = [ps_on_real_proc(n) for n in a.ps_sizes]
     except KeyboardInterrupt:
         print("bench: interrupted; daemons stopped and mounts removed", file=sys.stderr)
         return 130

@@ -85,6 +85,7 @@ OPNAMES = {LOOKUP: "lookup", FORGET: "forget", GETATTR: "getattr", SETATTR: "set
 ASYNC_READ, ATOMIC_O_TRUNC, PARALLEL_DIROPS = 1 << 0, 1 << 3, 1 << 18
 # fuse_open_out.open_flags
 FOPEN_DIRECT_IO = 1 << 0
+FOPEN_NOFLUSH = 1 << 5
 # fuse_getattr_in.getattr_flags
 GETATTR_FH = 1 << 0
 # fuse_setattr_in.valid
@@ -189,7 +190,10 @@ class RawFuse:
         # stable nodeids the kernel was told it may keep, in the order of their last LOOKUP answer
         self.cached: OrderedDict[int, None] = OrderedDict()
         self.cached_max = max(1, cached_max)
-        self.direct_io = FOPEN_DIRECT_IO if options.get("direct_io") else 0
+        # FOPEN_NOFLUSH: close() does not take the file's inode lock to flush a page cache that
+        # direct I/O never fills (fuse_flush(); without it a close waits for another process's
+        # WRITE to the same file, which holds that lock for its whole round trip)
+        self.direct_io = FOPEN_DIRECT_IO | FOPEN_NOFLUSH if options.get("direct_io") else 0
         self.fd = -1
         self.minor = 0
         # nodeid -> path, path -> nodeid, nodeid -> the kernel's lookup count

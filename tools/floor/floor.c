@@ -3,7 +3,8 @@
  * libfuse3, high-level (path) API like fusepy's libfuse2, multithreaded (fuse_main's default); direct_io (set in
  * init: libfuse3 has no such -o option) and entry/attr/negative timeouts 0 as fakeproc (passed as -o before the
  * caller's own options, which may override them).  Serves /1/oom_score (0444, "0\n") and /1/oom_adj (0644, reads
- * "0\n", accepts any write and O_TRUNC).  No flush callback, as fakeproc (libfuse answers ENOSYS once, then the
+ * "0\n", accepts any write and O_TRUNC), and the same under /2 (a second client's own files).  No flush callback,
+ * as fakeproc (libfuse answers ENOSYS once, then the
  * kernel stops sending FLUSH).  libfuse3's defaults stay, atomic O_TRUNC included (libfuse2 sends a truncate
  * instead).  Other -o options (default_permissions, allow_other) pass through to libfuse.
  *
@@ -60,7 +61,12 @@ static void on_usr1(int sig) {
     dump_counts(); /* not async-signal-safe in theory; good enough for a benchmark helper */
 }
 
-static int is_file(const char *path) { return !strcmp(path, "/1/oom_score") || !strcmp(path, "/1/oom_adj"); }
+/* "/1" and "/2" are alike (two processes, so that two clients can each have their own files) */
+static int is_pid_dir(const char *path) { return !strcmp(path, "/1") || !strcmp(path, "/2"); }
+static int is_named(const char *path, const char *name) {
+    return (!strncmp(path, "/1/", 3) || !strncmp(path, "/2/", 3)) && !strcmp(path + 3, name);
+}
+static int is_file(const char *path) { return is_named(path, "oom_score") || is_named(path, "oom_adj"); }
 
 static void *floor_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     (void)conn;
@@ -83,13 +89,13 @@ static int floor_getattr(const char *path, struct stat *st, struct fuse_file_inf
     atomic_fetch_add(&counts[OP_GETATTR], 1);
     memset(st, 0, sizeof *st);
     st->st_atime = st->st_mtime = st->st_ctime = started;
-    if (!strcmp(path, "/") || !strcmp(path, "/1")) {
+    if (!strcmp(path, "/") || is_pid_dir(path)) {
         st->st_mode = S_IFDIR | 0555;
         st->st_nlink = 2;
-    } else if (!strcmp(path, "/1/oom_score")) {
+    } else if (is_named(path, "oom_score")) {
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
-    } else if (!strcmp(path, "/1/oom_adj")) {
+    } else if (is_named(path, "oom_adj")) {
         st->st_mode = S_IFREG | 0644;
         st->st_nlink = 1;
     } else {
@@ -108,7 +114,8 @@ static int floor_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_
     fill(buf, "..", NULL, 0, 0);
     if (!strcmp(path, "/")) {
         fill(buf, "1", NULL, 0, 0);
-    } else if (!strcmp(path, "/1")) {
+        fill(buf, "2", NULL, 0, 0);
+    } else if (is_pid_dir(path)) {
         fill(buf, "oom_adj", NULL, 0, 0);
         fill(buf, "oom_score", NULL, 0, 0);
     } else {
@@ -143,7 +150,7 @@ static int floor_write(const char *path, const char *buf, size_t size, off_t off
     (void)off;
     (void)fi;
     atomic_fetch_add(&counts[OP_WRITE], 1);
-    if (strcmp(path, "/1/oom_adj"))
+    if (!is_named(path, "oom_adj"))
         return -EACCES;
     return (int)size;
 }

@@ -2,6 +2,7 @@
 """A minimal fusepy daemon of fakeproc's shape, for tools/bench.py: fusepy + libfuse2 and nothing else.
 
 Serves /1/oom_score (0444, "0\\n") and /1/oom_adj (0644, reads "0\\n", accepts any write and O_TRUNC),
+and the same under /2 (a second client's own files),
 with the callbacks fakeproc registers on this path (getattr, readdir, open, read, write, truncate,
 release; no flush, so the kernel stops sending FLUSH after one ENOSYS) and a plain dispatching
 ``__call__`` as fakeproc's (no lock, no model, no logging).
@@ -44,11 +45,13 @@ class MinFS:
         common = {"st_atime": t, "st_mtime": t, "st_ctime": t, "st_size": 0, "st_uid": 0, "st_gid": 0}
         self.attrs = {
             "/": common | {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2},
-            "/1": common | {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2},
-            "/1/oom_score": common | {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1},
-            "/1/oom_adj": common | {"st_mode": stat.S_IFREG | 0o644, "st_nlink": 1},
         }
-        self.listing = {"/": [".", "..", "1"], "/1": [".", "..", "oom_adj", "oom_score"]}
+        self.listing = {"/": [".", "..", "1", "2"]}
+        for pid in ("/1", "/2"):  # two processes: two clients can each have their own files
+            self.attrs[pid] = common | {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2}
+            self.attrs[pid + "/oom_score"] = common | {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1}
+            self.attrs[pid + "/oom_adj"] = common | {"st_mode": stat.S_IFREG | 0o644, "st_nlink": 1}
+            self.listing[pid] = [".", "..", "oom_adj", "oom_score"]
         self.counts: Counter[str] = Counter()
         self.counts_file = counts_file
 
@@ -79,7 +82,7 @@ class MinFS:
         return names
 
     def open(self, path: str, flags: int) -> int:
-        if path not in ("/1/oom_score", "/1/oom_adj"):
+        if path not in self.attrs or path.count("/") != 2:
             raise FuseOSError(errno.EISDIR)
         return 0
 
