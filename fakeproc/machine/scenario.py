@@ -299,6 +299,9 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
     m.journal = Journal()  # the change stream starts with the machine: loading is not a change
     for when, text in m.log.records:
         m.journal.record(when, "kernel", text=text)
+    # score every candidate now, as part of loading (a second at a million processes, a fraction of
+    # the load): the first OOM selection then costs what any later one does (see KillerMixin.touch)
+    m.select_bad_process()
     return m
 
 
