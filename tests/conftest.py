@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeproc.machine.task import Caller
 from fakeproc.mounts import mount_state
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +24,22 @@ FAKEPROC = [sys.executable, "-m", "fakeproc"]
 def fakeproc(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     """Run the fakeproc CLI as a user would."""
     return subprocess.run(FAKEPROC + list(args), capture_output=True, text=True, check=check, timeout=60, **kw)
+
+
+class Writer:
+    """A writer of the OOM files for the machine's API (``write_oom_adj(tid, data, writer)``): privileged
+    (holding CAP_SYS_RESOURCE) or not."""
+
+    tid = 4242
+
+    def __init__(self, privileged: bool) -> None:
+        self._privileged = privileged
+
+    def privileged(self) -> bool:
+        return self._privileged
+
+    def caller(self) -> Caller:
+        return Caller(4242, 0 if self._privileged else 1000, "writer")
 
 
 class Mount:

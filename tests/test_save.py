@@ -20,7 +20,7 @@ from fakeproc.machine import Caller, Machine, MachineError
 from fakeproc.machine.scenario import ScenarioError, build_machine, dump_scenario, load_scenario
 from fakeproc.machine.task import PAGE_SIZE, Mm
 
-from .conftest import Mount, fakeproc, sh
+from .conftest import Mount, Writer, fakeproc, sh
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, given, settings  # noqa: E402
@@ -31,21 +31,6 @@ ERA_LIST = list(ERAS)
 
 # --------------------------------------------------------------------------------------------------
 # (a) property: random machines built with the Machine API
-
-
-class Writer:
-    """A writer of the OOM files, privileged or not."""
-
-    tid = 4242
-
-    def __init__(self, privileged: bool) -> None:
-        self._privileged = privileged
-
-    def privileged(self) -> bool:
-        return self._privileged
-
-    def caller(self) -> Caller:
-        return Caller(4242, 0 if self._privileged else 1000, "writer")
 
 
 def reads(m: Machine) -> dict[int, tuple[bytes, ...]]:

@@ -12,6 +12,8 @@ from fakeproc.kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE 
 from fakeproc.kernel.eras import ERAS  # noqa: E402
 from fakeproc.machine import Machine, MachineError  # noqa: E402
 
+from .conftest import Writer  # noqa: E402
+
 OPS = st.lists(st.tuples(st.sampled_from(["fork", "vfork", "clone", "thread", "exec", "exit", "mem", "cpu", "nice",
                                           "caps", "adj", "tick", "swapoff", "mems"]),
                          st.integers(0, 10_000), st.integers(-1000, 1000)), max_size=60)
@@ -72,20 +74,6 @@ def test_fast_selection_equals_the_reference(era, ops, mems):
 # The cache of scores (Task.oom_points / oom_until): selections interleaved with every kind of change,
 # each made through the code a user reaches (control verbs, OOM file writes, the killer itself).
 
-class _Writer:
-    tid = 4242
-
-    def __init__(self, privileged: bool) -> None:
-        self._privileged = privileged
-
-    def privileged(self) -> bool:
-        return self._privileged
-
-    def caller(self):
-        from fakeproc.machine.task import Caller
-        return Caller(99, 0 if self._privileged else 1000, "writer")
-
-
 STEPS = st.lists(st.tuples(st.sampled_from(["fork", "fork", "vfork", "clone", "thread", "exec", "exit", "mem",
                                             "mem", "grow", "cpu", "cpu", "nice", "caps", "swapoff", "start",
                                             "adj", "write", "mems", "tick", "tick", "bigtick", "select",
@@ -127,9 +115,9 @@ def _step(m: Machine, ctl, op: str, a: int, b: int) -> None:
         m.store_adj(t, b if m.era.has_score_adj else (-17 if b < -900 else b % 32 - 16))
     elif op == "write":  # the OOM files, as a privileged writer
         if m.era.has_score_adj and b % 2:
-            m.write_oom_score_adj(tid, str(b).encode(), _Writer(True))
+            m.write_oom_score_adj(tid, str(b).encode(), Writer(True))
         else:
-            m.write_oom_adj(tid, str(-17 if b < -900 else b % 32 - 16).encode(), _Writer(True))
+            m.write_oom_adj(tid, str(-17 if b < -900 else b % 32 - 16).encode(), Writer(True))
     elif op == "mems":  # no verb sets a cpuset: a direct change, announced as the rule says
         t = m.task(tid)
         t.mems = frozenset({b % 2})
@@ -274,7 +262,7 @@ def test_a_write_shared_with_a_clone_vm_peer_rescores_the_peer():
     c = m.fork(1, pid=12)
     m.set_memory(12, rss_anon=10)
     assert m.select_bad_process() == (peer, 1000)  # the last of equal scores
-    m.write_oom_score_adj(10, b"-1000", _Writer(True))
+    m.write_oom_score_adj(10, b"-1000", Writer(True))
     assert m.select_bad_process() == (c, 10) == m.select_bad_process_reference()
 
 
