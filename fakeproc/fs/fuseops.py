@@ -269,8 +269,8 @@ class FakeProcFS:
             h is None or task is None or self.state.machine.tasks.get(task.tid) is task)
         t = self.mtime_ns
         st: dict[str, Any] = {"st_atime": t, "st_mtime": t, "st_ctime": t, "st_size": 0}
-        if node.task is not None:
-            st["st_uid"], st["st_gid"] = node.task.uid, node.task.gid
+        if task is not None:
+            st["st_uid"], st["st_gid"] = task.uid, task.gid
         else:
             st["st_uid"], st["st_gid"] = self.state.owner_uid, self.state.owner_gid
         if node.kind in ("file", "rootfile"):
@@ -478,30 +478,30 @@ def fuse_backend() -> str:
     return "raw" if os.geteuid() == 0 else "fusepy"
 
 
+def _env_number(name: str, default: int | float, minimum: int | float) -> Any:
+    """A number from the environment, of ``default``'s type, at least ``minimum``; unset or not a
+    number: ``default``."""
+    try:
+        return max(minimum, type(default)(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
 def raw_threads() -> int:
     """FAKEPROC_FUSE_THREADS: reader threads of the raw backend (default 1)."""
-    try:
-        return max(1, int(os.environ.get("FAKEPROC_FUSE_THREADS", "1")))
-    except ValueError:
-        return 1
+    return _env_number("FAKEPROC_FUSE_THREADS", 1, 1)
 
 
 def raw_cache_timeout() -> float:
     """FAKEPROC_FUSE_CACHE: seconds the raw backend lets the kernel keep the model's names and attributes
     (default 1; 0: ask every time, as the fusepy backend does).  They are taken back at once when the
     machine changes them (a task released, an owner changed), so this bounds nothing but a missed case."""
-    try:
-        return max(0.0, float(os.environ.get("FAKEPROC_FUSE_CACHE", "1")))
-    except ValueError:
-        return 1.0
+    return _env_number("FAKEPROC_FUSE_CACHE", 1.0, 0.0)
 
 
 def raw_cache_max() -> int:
     """FAKEPROC_FUSE_CACHE_MAX: how many names the raw backend lets the kernel keep at once (32768)."""
-    try:
-        return max(1, int(os.environ.get("FAKEPROC_FUSE_CACHE_MAX", "32768")))
-    except ValueError:
-        return 32768
+    return _env_number("FAKEPROC_FUSE_CACHE_MAX", 32768, 1)
 
 
 def fuse_options(foreground: bool = True) -> dict[str, Any]:
