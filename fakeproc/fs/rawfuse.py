@@ -138,6 +138,11 @@ MS_NOSUID, MS_NODEV = 2, 4
 MNT_DETACH = 2
 
 
+def _valid_for(seconds: float) -> tuple[int, int]:
+    """A validity as the kernel takes it: (seconds, nanoseconds)."""
+    return int(seconds), int(seconds % 1 * 1e9)
+
+
 def _libc() -> Any:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -175,13 +180,10 @@ class RawFuse:
         self.entry_valid = float(options.get("entry_timeout", 0))
         self.attr_valid = float(options.get("attr_timeout", 0))
         # (seconds, nanoseconds) as the kernel takes them; 0 becomes 1 ns: see the module's docstring
-        self.entry_times = (int(self.entry_valid), int(self.entry_valid % 1 * 1e9))
-        self.attr_times = (int(self.attr_valid), int(self.attr_valid % 1 * 1e9)) if self.attr_valid else (0, 1)
+        self.entry_times = _valid_for(self.entry_valid)
+        self.attr_times = _valid_for(self.attr_valid) if self.attr_valid else (0, 1)
         self.stable_timeout = max(0.0, stable_timeout)
-        if self.stable_timeout:
-            self.stable_times = (int(self.stable_timeout), int(self.stable_timeout % 1 * 1e9))
-        else:
-            self.stable_times = self.attr_times
+        self.stable_times = _valid_for(self.stable_timeout) if self.stable_timeout else self.attr_times
         # the root's attributes never change: kept 10 ms, or as long as the model's names
         self.root_times = max(self.attr_times, (0, ROOT_ATTR_VALID_NS), self.stable_times)
         # the notifier: a thread that writes invalidations (and the replies that must follow them)
@@ -347,11 +349,12 @@ class RawFuse:
                     # after the kernel has dropped them: its writer then never sees them again.
                     # Only a WRITE waits, as it holds no directory lock the notifier may need.
                     deferred = self.noted != noted and opcode == WRITE
+            reply = pack(16 + len(out), err, unique) + out
             if deferred:
-                self.notes.put((fd, pack(16 + len(out), err, unique) + out))
+                self.notes.put((fd, reply))
                 continue
             try:
-                write(fd, pack(16 + len(out), err, unique) + out)
+                write(fd, reply)
             except OSError as e:
                 if e.errno == errno.ENOENT:  # the request was interrupted meanwhile
                     continue
@@ -410,15 +413,17 @@ class RawFuse:
 
     def invalidate_entry(self, parent: int, name: str, count: bool = True) -> None:
         raw = name.encode()
-        if count:  # a change the current request made: its reply waits (see loop())
-            self.noted += 1
-        self.notes.put((self.fd, OUT_HEADER.pack(16 + NOTIFY_INVAL_ENTRY_OUT.size + len(raw) + 1, NOTIFY_INVAL_ENTRY, 0)
-                        + NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(raw), 0) + raw + b"\0"))
+        self.notify(NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(raw), 0) + raw + b"\0", count)
 
     def invalidate_inode(self, nodeid: int) -> None:
-        self.noted += 1
-        self.notes.put((self.fd, OUT_HEADER.pack(16 + NOTIFY_INVAL_INODE_OUT.size, NOTIFY_INVAL_INODE, 0)
-                        + NOTIFY_INVAL_INODE_OUT.pack(nodeid, -1, 0)))
+        self.notify(NOTIFY_INVAL_INODE, NOTIFY_INVAL_INODE_OUT.pack(nodeid, -1, 0))
+
+    def notify(self, code: int, body: bytes, count: bool = True) -> None:
+        """Queue a notification for the notifier thread; ``count``: a change the current request made,
+        so its reply waits behind it (see loop())."""
+        if count:
+            self.noted += 1
+        self.notes.put((self.fd, OUT_HEADER.pack(16 + len(body), code, 0) + body))
 
     def notifier(self) -> None:
         """Write the queued invalidations, and the replies that wait for them, in order.
