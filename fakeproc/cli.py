@@ -11,6 +11,9 @@ from .client import ControlError, send
 from .kernel import DEFAULT_ERA, ERA_NAMES
 
 DEFAULT_MOUNTPOINT = "mountpoint"
+#: the mount the client commands (ctl, ps, explain, oom, log, save) talk to by default: $FAKEPROC_MOUNT (inside
+#: `fakeproc run` and `fakeproc shell`, /proc), else ./mountpoint
+CLIENT_MOUNTPOINT = os.environ.get("FAKEPROC_MOUNT") or DEFAULT_MOUNTPOINT
 
 
 def _die(msg: str, code: int = 1) -> int:
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Send one command to a mount's control file (MOUNTPOINT/fakeproc/control) "
                                    "and print the reply. VERB --help for each verb.",
                        add_help=False)
-    c.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    c.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...")
 
     r = sub.add_parser(
@@ -106,15 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "process survives the run.",
         epilog="inside: echo f > /proc/sysrq-trigger runs the model's OOM killer; /proc/fakeproc/control takes "
                "the ctl verbs and /proc/fakeproc/dmesg is the model's kernel log. From outside: "
-               "fakeproc ctl -m MOUNTPOINT ... ($FAKEPROC_MOUNT inside the command).")
+               "fakeproc ctl -m PATH ... with --mountpoint PATH; inside, fakeproc ctl needs no -m ($FAKEPROC_MOUNT "
+               "is /proc there).")
     r.add_argument("--kernel", choices=ERA_NAMES, default=DEFAULT_ERA, metavar="ERA",
                    help=f"kernel era: {', '.join(ERA_NAMES)} (default {DEFAULT_ERA})")
     _add_privilege(r)
     r.add_argument("--kill", action="store_true",
                    help="the model's OOM victims really receive SIGKILL (default: the model kills them in its "
                         "log and model only; the real processes go on)")
-    r.add_argument("--mountpoint", metavar="DIR",
-                   help="where the fake is mounted outside the namespace (default: a new temporary directory)")
+    r.add_argument("--mountpoint", metavar="PATH",
+                   help="make a symbolic link at PATH to the run's mount, for fakeproc ctl -m PATH from outside "
+                        "(root only: the mount exists only in the run's own mount namespace, and the link leads "
+                        "into it through the daemon's descriptor); removed when the run ends")
     r.add_argument("-v", "--verbose", action="count", default=0,
                    help="log what the mirror and the supervisor do (-vv: every FUSE request)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]")
@@ -130,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--scenario", metavar="FILE", help="the machine (default: the embedded story)")
     _add_privilege(sh)
     _add_clock(sh)
-    sh.add_argument("--mountpoint", metavar="DIR",
-                    help="where the machine is mounted outside the namespace, for fakeproc ctl -m DIR")
+    sh.add_argument("--mountpoint", metavar="PATH",
+                    help="make a symbolic link at PATH to the shell's mount, for fakeproc ctl -m PATH from outside "
+                         "(root only); removed when the shell ends")
     sh.add_argument("-c", dest="shell_command", metavar="CMD",
                     help="run CMD with sh -c instead of an interactive shell")
     sh.add_argument("-v", "--verbose", action="count", default=0)
@@ -139,18 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="show each factor of a process's oom_score",
                        description="Show each factor of PID's oom_score for the mount's era: the values that "
                                    "went in, each step of the kernel's formula, and the result.")
-    e.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    e.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     e.add_argument("pid", type=int, metavar="PID")
     o = sub.add_parser("oom", help="run the OOM killer once (or --dry-run: rank the candidates)",
                        description="Run the simulated OOM killer once and print its report, or with --dry-run "
                                    "list the candidates in its order with their points (or why each was "
                                    "skipped) and the one it would choose, killing nothing.")
-    o.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    o.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     o.add_argument("--dry-run", action="store_true", help="kill nothing; rank the candidates")
     o.add_argument("--as", dest="as_pid", type=int, metavar="PID", help="the allocating task")
 
     ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
-    ps.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    ps.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
 
     lg = sub.add_parser(
@@ -162,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="--json prints one object per event: seq (1, 2, ...), time (simulated seconds), type (kernel, write, "
                "fork, vfork, clone, thread, exec, exit, oom, kill, alloc_failed, memory, cpu, alloc, tick, clock) "
                "and that type's fields. The daemon keeps the last 50,000 events.")
-    lg.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    lg.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     lg.add_argument("-f", "--follow", action="store_true",
                     help="keep printing new events as they happen, until the mount goes away or Ctrl-C")
     lg.add_argument("--json", action="store_true", help="one JSON object per line, for scripts and tests")
@@ -173,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write the machine of a running mount to FILE (replaced atomically) as a "
                                     "scenario file: fakeproc mount --scenario FILE serves the same machine again, "
                                     "value for value, under the era it was saved in.")
-    sv.add_argument("-m", "--mountpoint", default=DEFAULT_MOUNTPOINT)
+    sv.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
     sv.add_argument("file", metavar="FILE", help="where to write it (a relative path is taken from here)")
     return p
 

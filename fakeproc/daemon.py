@@ -41,8 +41,11 @@ class SaveError(Exception):
 
 class Daemon:
     def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None,
-                 save_on_exit: str | None = None) -> None:
+                 save_on_exit: str | None = None, fuse_fd: int = -1) -> None:
+        """``fuse_fd``: serve this /dev/fuse descriptor, mounted by someone else (run mode mounts it in
+        the run's own mount namespace, over its /proc); ``mountpoint`` is then only a name for the logs."""
         self.mountpoint = os.path.abspath(mountpoint)
+        self.fuse_fd = fuse_fd
         self.save_on_exit = os.path.abspath(save_on_exit) if save_on_exit else None
         self.machine = machine
         self.privilege = privilege
@@ -79,11 +82,11 @@ class Daemon:
 
     def _serve_fuse(self) -> None:
         """The backend fuse_backend() names: the raw /dev/fuse loop, or libfuse 2 through fusepy."""
-        if fuse_backend() == "raw":
+        if self.fuse_fd >= 0 or fuse_backend() == "raw":
             from .fs.rawfuse import RawFuse
 
-            RawFuse(self.ops, self.mountpoint, fuse_options(), threads=raw_threads(),
-                    stable_timeout=raw_cache_timeout(), cached_max=raw_cache_max()).serve()
+            RawFuse(self.ops, None if self.fuse_fd >= 0 else self.mountpoint, fuse_options(), threads=raw_threads(),
+                    stable_timeout=raw_cache_timeout(), cached_max=raw_cache_max(), fd=self.fuse_fd).serve()
         else:
             FastFUSE(self.ops, self.mountpoint, **fuse_options())
 

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from ..machine import MachineError, Task
+from .creds import acting_as, caller_credentials
 from .entries import MODEL_PID_NAMES, ROOT_DIRS, ROOT_ENTRIES, Entry, FsState, Request, pid_entries
 from .fusepy import FUSE, FuseOSError, c_stat, fuse_get_context, set_st_attrs
 
@@ -25,12 +26,6 @@ log = logging.getLogger(__name__)
 
 DIR_MODE = stat.S_IFDIR | 0o555
 
-#: Run mode: files of /proc/PID that procfs guards with ptrace_may_access() (or a 0400/0500 mode the
-#: daemon, being root, would not feel).  A caller who is neither root nor the process's owner gets EACCES.
-PTRACE_GUARDED = frozenset({
-    "auxv", "cwd", "environ", "exe", "fd", "fdinfo", "io", "map_files", "maps", "mem", "numa_maps",
-    "pagemap", "personality", "root", "smaps", "smaps_rollup", "stack", "syscall", "timers", "timerslack_ns",
-})
 #: Nodes whose names and attributes only the machine changes (see FakeProcFS._stat); a ``file`` is one
 #: too unless it belongs to a run-mode mirror of a real process.
 STABLE_KINDS = frozenset({"dir", "rootfile", "pid", "task", "tid"})
@@ -203,6 +198,8 @@ class FakeProcFS:
         if pid is not None and not reality.visible(pid):
             raise FuseOSError(errno.ENOENT)
         if pid is not None:
+            with self._as_caller():  # hidepid: a process the caller may not see is not there, model files too
+                os.stat(f"{reality.real_proc}/{pid}")
             name = rest[-1] if rest else ""
             if (len(rest) == 1 or (len(rest) == 3 and rest[0] == "task")) and name in MODEL_PID_NAMES:
                 entry = pid_entries(self.state.machine.era).get(name)
@@ -223,17 +220,12 @@ class FakeProcFS:
             return Node("link", entry=Entry(head, 0o777))
         return Node("real", real=real)
 
-    def _guard(self, node: Node, path: str) -> None:
-        """procfs's ptrace_may_access() for the files that need it (the daemon itself is root)."""
-        parts = [p for p in path.split("/") if p]
-        if len(parts) < 2 or name_to_int(parts[0]) is None:
-            return
-        name = parts[3] if len(parts) > 3 and parts[1] == "task" else parts[1]
-        if name not in PTRACE_GUARDED:
-            return
-        uid, _gid, _tid = self._context()
-        if uid != 0 and uid != os.stat(f"{self.state.reality.real_proc}/{parts[0]}").st_uid:
-            raise FuseOSError(errno.EACCES)
+    def _as_caller(self) -> Any:
+        """Run mode: the host's /proc is opened, read, written and listed with the caller's credentials
+        (fsuid, fsgid, groups, effective capabilities: fakeproc.fs.creds), so the host kernel refuses
+        what it would refuse the caller: ptrace-guarded files, ``hidepid``, root-only sysctls..."""
+        uid, gid, tid = self._context()
+        return acting_as(caller_credentials(uid, gid, tid, self.state.reality.real_proc))
 
     # ------------------------------------------------------------- metadata
 
@@ -259,7 +251,8 @@ class FakeProcFS:
                     raise
         node = h.node if h is not None else node
         if node.kind == "real":
-            st = os.fstat(h.fd) if h is not None and h.fd >= 0 else os.lstat(node.real)
+            with self._as_caller():
+                st = os.fstat(h.fd) if h is not None and h.fd >= 0 else os.lstat(node.real)
             return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")} | {
                 "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}, False
         kind = node.kind
@@ -292,12 +285,15 @@ class FakeProcFS:
         if node.kind == "real":
             return names + self._real_listing(path, node.real)
         if node.kind == "root" and self.state.reality is not None and self.state.reality.simulated_machine:
-            real = [n for n in os.listdir(self.state.reality.real_proc)
+            with self._as_caller():
+                listing = os.listdir(self.state.reality.real_proc)
+            real = [n for n in listing
                     if name_to_int(n) is None and n not in ROOT_DIRS and ("", n) not in self.root_files]
             return names + [d for d in ROOT_DIRS] + [e.name for d, e in ROOT_ENTRIES if d == ""] + real + [
                 str(pid) for pid in m.processes] + [str(pid) for pid in self.state.reality.extra_pids()]
         if node.kind == "root" and self.state.reality is not None:
-            real = [n for n in os.listdir(self.state.reality.real_proc) if n not in ROOT_DIRS]
+            with self._as_caller():
+                real = [n for n in os.listdir(self.state.reality.real_proc) if n not in ROOT_DIRS]
             return names + real + [d for d in ROOT_DIRS] + [
                 e.name for d, e in ROOT_ENTRIES if d == "" and not e.companion and e.name not in real]
         if node.kind == "root":
@@ -317,7 +313,8 @@ class FakeProcFS:
 
     def _real_listing(self, path: str, real: str) -> list[str]:
         """A real directory; a pid's or a thread's shows the era's OOM files, not the host's."""
-        names = os.listdir(real)
+        with self._as_caller():
+            names = os.listdir(real)
         parts = [p for p in path.split("/") if p]
         if name_to_int(parts[0]) is not None and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "task")):
             names = [n for n in names if n not in MODEL_PID_NAMES] + [
@@ -331,8 +328,8 @@ class FakeProcFS:
             return self.state.reality.self_link(tid, node.entry.name == "thread-self")
         if node.kind != "real":
             raise FuseOSError(errno.EINVAL)
-        self._guard(node, path)
-        return os.readlink(node.real)
+        with self._as_caller():
+            return os.readlink(node.real)
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
@@ -342,8 +339,8 @@ class FakeProcFS:
     def open(self, path: str, flags: int) -> int:
         node = self.resolve(path)
         if node.kind == "real":
-            self._guard(node, path)
-            fd = os.open(node.real, flags & OPEN_FLAGS)
+            with self._as_caller():
+                fd = os.open(node.real, flags & OPEN_FLAGS)
             fh = next(self._fh)
             self.handles[fh] = Handle(node, fd, path)
             return fh
@@ -362,7 +359,8 @@ class FakeProcFS:
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         h = self._handle(path, fh)
         if h.fd >= 0:
-            return os.pread(h.fd, size, offset)
+            with self._as_caller():
+                return os.pread(h.fd, size, offset)
         entry = h.node.entry
         if entry.read is None:
             raise FuseOSError(errno.EINVAL)
@@ -376,7 +374,8 @@ class FakeProcFS:
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         h = self._handle(path, fh)
         if h.fd >= 0:
-            return os.pwrite(h.fd, data, offset)
+            with self._as_caller():
+                return os.pwrite(h.fd, data, offset)
         entry = h.node.entry
         if entry.write is None:
             raise FuseOSError(errno.EINVAL)

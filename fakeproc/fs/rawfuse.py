@@ -169,12 +169,15 @@ class DirHandle:
 class RawFuse:
     """Serve ``ops`` (a FakeProcFS) at ``mountpoint`` until it is unmounted (or the connection aborted)."""
 
-    def __init__(self, ops: Any, mountpoint: str, options: dict[str, Any], threads: int = 1,
-                 stable_timeout: float = 0.0, cached_max: int = CACHED_MAX) -> None:
+    def __init__(self, ops: Any, mountpoint: str | None, options: dict[str, Any], threads: int = 1,
+                 stable_timeout: float = 0.0, cached_max: int = CACHED_MAX, fd: int = -1) -> None:
+        """``fd``: a /dev/fuse descriptor already mounted by someone else (run mode mounts it inside the
+        run's own mount namespace); then ``mountpoint`` is None and nothing is mounted here."""
         self.ops = ops
         self.fs = ops._call  # fs(op, args): a FakeProcFS method, any failure as a FuseOSError
         self.lock = ops._lock
-        self.mountpoint = os.path.abspath(mountpoint)
+        self.mountpoint = os.path.abspath(mountpoint) if mountpoint is not None else None
+        self.given_fd = fd
         self.options = options
         self.threads = max(1, threads)
         self.entry_valid = float(options.get("entry_timeout", 0))
@@ -221,6 +224,10 @@ class RawFuse:
     # ------------------------------------------------------------ mount, loop
 
     def mount(self) -> None:
+        if self.given_fd >= 0:
+            self.fd = self.given_fd
+            return
+        assert self.mountpoint is not None
         try:
             fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:
@@ -257,7 +264,8 @@ class RawFuse:
         except BaseException:
             # a failure (not the unmount that ends the loop): take the mount away, as libfuse does on exit,
             # rather than leave one that answers ENOTCONN
-            _libc().umount2(self.mountpoint.encode(), MNT_DETACH)
+            if self.mountpoint is not None:
+                _libc().umount2(self.mountpoint.encode(), MNT_DETACH)
             raise
         finally:
             with self.lock:
@@ -266,7 +274,8 @@ class RawFuse:
             if notifier.is_alive():
                 self.notes.put(None)
                 notifier.join(2.0)  # before the descriptor it writes to is closed (and its number reused)
-            os.close(self.fd)
+            if self.given_fd < 0:  # a given descriptor is its owner's to close
+                os.close(self.fd)
             self.fd = -1
 
     def clone(self) -> int:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import shutil
+import re
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 
 import psutil
 import trio
@@ -34,7 +34,6 @@ from ..daemon import Daemon
 from ..fs.privilege import make_privilege
 from ..kernel.eras import ERAS
 from ..machine import Machine
-from ..mounts import clear_stale, fakeproc_mountpoints, mount_state, unmount
 from . import realproc
 from .mirror import Mirror, kernel_hz
 from .shell import ShellMirror
@@ -44,7 +43,8 @@ log = logging.getLogger("fakeproc.run")
 PR_SET_CHILD_SUBREAPER = 36
 SWEEP_INTERVAL = 0.5  # seconds between two passes of the sweeper
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-RUN_PREFIX = "fakeproc-run-"  # temporary mount points of runs
+#: What a ``--mountpoint`` link points to: the daemon's descriptor of the mount's root, in the run's namespace.
+LINK_TARGET = re.compile(r"/proc/\d+/fd/\d+")
 
 
 class RunError(Exception):
@@ -60,16 +60,20 @@ def check_prerequisites() -> None:
         raise RunError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install Debian's fuse")
 
 
-def clear_dead_runs(mountpoint: str | None) -> None:
-    """Clear the mounts of runs whose daemon was killed (kill -9 leaves them answering ENOTCONN)."""
-    prefix = os.path.join(tempfile.gettempdir(), RUN_PREFIX)
-    for mp in fakeproc_mountpoints():
-        if (mp.startswith(prefix) or mp == mountpoint) and mount_state(mp) == "stale":
-            clear_stale(mp)
-            print(f"fakeproc run: cleared the dead mount of an earlier run at {mp} (its daemon was gone: "
-                  "Transport endpoint is not connected)", file=sys.stderr)
-            if mp.startswith(prefix):
-                shutil.rmtree(mp, ignore_errors=True)  # the run's own temporary directory
+def clear_dead_link(link: str) -> None:
+    """A ``--mountpoint`` link left by a run that was killed (its daemon's descriptor is gone): removed, with a
+    message.  Anything else at that path is refused: the link is made only where nothing is."""
+    if not os.path.lexists(link):
+        return
+    if os.path.islink(link) and LINK_TARGET.fullmatch(os.readlink(link)):
+        if not os.path.exists(link):
+            os.unlink(link)
+            print(f"fakeproc run: removed the link of an earlier run at {link} (its daemon was gone)",
+                  file=sys.stderr)
+            return
+        raise RunError(f"{link} is the mount of a run still going on (fakeproc ctl -m {link} info)")
+    raise RunError(f"--mountpoint {link}: something is already there (the run makes a symbolic link to its "
+                   "mount at that path)")
 
 
 class RunSession:
@@ -84,24 +88,14 @@ class RunSession:
             ram, swap = realproc.ram_and_swap()
             self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
             self.mirror = Mirror(self.machine, kill=kill)
-        self.own_dir = mountpoint is None
-        clear_dead_runs(os.path.realpath(mountpoint) if mountpoint else None)
-        self.mountpoint = mountpoint or tempfile.mkdtemp(prefix=RUN_PREFIX)
-        os.makedirs(self.mountpoint, exist_ok=True)
-        os.chmod(self.mountpoint, 0o755)
-        self.daemon = Daemon(self.mountpoint, self.machine, make_privilege(privilege), reality=self.mirror)
+        self.link = os.path.abspath(mountpoint) if mountpoint else None
+        if self.link is not None:
+            clear_dead_link(self.link)
+        self.daemon = Daemon(self.link or "/proc", self.machine, make_privilege(privilege), reality=self.mirror)
+        self.root_fd = -1  # the mount's root, in the run's namespace: what the link leads to
         self.status = 1
 
     # ------------------------------------------------------------ the pieces
-
-    async def _wait_mounted(self, fuse_done: trio.Event) -> None:
-        control = os.path.join(self.mountpoint, "fakeproc", "control")
-        with trio.move_on_after(20):
-            while not fuse_done.is_set():
-                if mount_state(self.mountpoint) == "fakeproc" and os.path.exists(control):
-                    return
-                await trio.sleep(0.01)
-        raise RunError(f"the FUSE mount at {self.mountpoint} did not come up")
 
     async def _forward_signals(self, proc: trio.Process) -> None:
         with trio.open_signal_receiver(*FORWARDED) as signals:
@@ -151,32 +145,71 @@ class RunSession:
 
     # ----------------------------------------------------------------- main
 
+    async def _start(self, nursery: trio.Nursery, fuse_done: trio.Event, failure: list[BaseException]
+                     ) -> trio.Process | None:
+        """Start the command's process, which mounts the fake over its namespace's /proc, and serve that mount.
+
+        The handshake (fakeproc.run.enter): it says ``m`` once mounted; the FUSE loop starts on the
+        descriptor; the daemon takes hold of the mount's root (``self.root_fd``: what ``--mountpoint``
+        links to, and the device that tells the run's processes apart); ``g`` lets the command run.
+        None if the process ended before mounting (it said why; ``self.status`` is its exit status).
+        """
+        fuse_fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+        ours, theirs = socket.socketpair()
+        try:
+            ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            env = dict(os.environ, FAKEPROC_MOUNT="/proc")
+            argv = [sys.executable, "-m", "fakeproc.run.enter", "--fuse-fd", str(fuse_fd), "--sync-fd",
+                    str(theirs.fileno()), "--", *self.cmd]
+            # its own process group, given the terminal as a shell gives it to a job: the terminal's
+            # Ctrl-C then reaches the command once, and a signal to fakeproc run is forwarded
+            proc = await trio.lowlevel.open_process(argv, env=env, process_group=0,
+                                                    pass_fds=(fuse_fd, theirs.fileno()))
+            theirs.close()
+            said = None
+            with trio.move_on_after(20):
+                said = await trio.to_thread.run_sync(ours.recv, 1)
+            if said != b"m":
+                if said != b"":  # no answer in time (b"" is its exit: it said why)
+                    proc.kill()
+                await proc.wait()
+                self.status = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+                return None
+            self.daemon.fuse_fd = fuse_fd
+
+            async def fuse_thread(fd: int) -> None:
+                try:
+                    await trio.to_thread.run_sync(self.daemon.run_fuse)
+                except BaseException as e:  # noqa: BLE001 - reported below
+                    failure.append(e)
+                finally:
+                    os.close(fd)
+                    fuse_done.set()
+
+            nursery.start_soon(fuse_thread, fuse_fd)
+            fuse_fd = -1  # the FUSE thread owns it now
+            # (no stat of the mount here: it would wait for the FUSE thread, which runs once this task yields)
+            self.root_fd = os.open(f"/proc/{proc.pid}/root/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.mirror.fake_device = realproc.mount_device(proc.pid, "/proc")
+            if self.link is not None:
+                os.symlink(f"/proc/{os.getpid()}/fd/{self.root_fd}", self.link)
+            ours.send(b"g")
+            log.info("running %s (pid %d) with the fake as its /proc", self.cmd, proc.pid)
+            return proc
+        finally:
+            ours.close()
+            theirs.close()
+            if fuse_fd >= 0:
+                os.close(fuse_fd)
+
     async def main(self) -> int:
         fuse_done = trio.Event()
         failure: list[BaseException] = []
-
-        async def fuse_thread() -> None:
-            try:
-                await trio.to_thread.run_sync(self.daemon.run_fuse)
-            except BaseException as e:  # noqa: BLE001 - reported below
-                failure.append(e)
-            finally:
-                fuse_done.set()
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(fuse_thread)
             try:
-                await self._wait_mounted(fuse_done)
-                if failure:
-                    raise RunError(f"FUSE mount failed at {self.mountpoint}: {failure[0]}")
-                self.mirror.fake_device = realproc.mount_device("self", os.path.realpath(self.mountpoint))
-                ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-                env = dict(os.environ, FAKEPROC_MOUNT=self.mountpoint)
-                argv = [sys.executable, "-m", "fakeproc.run.enter", self.mountpoint, "--", *self.cmd]
-                # its own process group, given the terminal as a shell gives it to a job: the terminal's
-                # Ctrl-C then reaches the command once, and a signal to fakeproc run is forwarded
-                proc = await trio.lowlevel.open_process(argv, env=env, process_group=0)
-                log.info("running %s (pid %d) with /proc from %s", self.cmd, proc.pid, self.mountpoint)
+                proc = await self._start(nursery, fuse_done, failure)
+                if proc is None:
+                    return self.status
                 terminal = _give_terminal(proc.pid)
                 try:
                     async with trio.open_nursery() as helpers:
@@ -196,20 +229,28 @@ class RunSession:
                     log.exception("while ending the processes left behind")
             finally:
                 with trio.CancelScope(shield=True):
-                    if not fuse_done.is_set():
-                        try:
-                            await trio.to_thread.run_sync(unmount, self.mountpoint)
-                        except OSError as e:
-                            log.error("%s", e)
-                        with trio.move_on_after(2):
-                            await fuse_done.wait()
-                        if not fuse_done.is_set():  # a namespace still holds the mount: cut the connection
-                            await trio.to_thread.run_sync(abort_connection, self.mirror.fake_device)
-                        with trio.move_on_after(10):
-                            await fuse_done.wait()
-        if self.own_dir:
-            shutil.rmtree(self.mountpoint, ignore_errors=True)
+                    await self._unmount(fuse_done)
+        if failure:
+            raise RunError(f"the FUSE loop failed: {failure[0]}")
         return self.status
+
+    async def _unmount(self, fuse_done: trio.Event) -> None:
+        """The mount lives only in the run's namespace: it goes when the namespace's last process has
+        ended and the daemon lets go of its root; the FUSE loop then ends.  If some process still holds
+        the namespace, the connection is cut (fusectl)."""
+        if self.link is not None and os.path.islink(self.link):
+            os.unlink(self.link)
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+        if self.daemon.fuse_fd < 0:
+            return  # never served
+        with trio.move_on_after(2):
+            await fuse_done.wait()
+        if not fuse_done.is_set():
+            await trio.to_thread.run_sync(abort_connection, self.mirror.fake_device)
+            with trio.move_on_after(10):
+                await fuse_done.wait()
 
     def run(self) -> int:
         return trio.run(self.main)
