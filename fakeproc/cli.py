@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-v", "--verbose", action="store_true", help="log every FUSE-level error too")
     m.add_argument("--fuse-backend", choices=("raw", "fusepy"), default=None,
                    help="who speaks FUSE: raw (the protocol over /dev/fuse in Python, mount(2); root only) or "
-                        "fusepy (libfuse 2); default: $FAKEPROC_FUSE, else raw as root and fusepy otherwise")
+                        "fusepy (libfuse 2); default: $FAKEPROC_FUSE, else raw (which mounts with mount(2) as root "
+                        "and through fusermount3 as any other user)")
 
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount (also clears a dead daemon's mount)",
                        description="Unmount a fakeproc mount; the daemon then exits. A mount left by a "
@@ -190,8 +191,6 @@ def cmd_mount(a: argparse.Namespace) -> int:
     from .mounts import clear_stale, mount_state
 
     mp = a.mountpoint
-    if a.fuse_backend:
-        os.environ["FAKEPROC_FUSE"] = a.fuse_backend  # the daemon reads it (a --background one inherits it)
     saved_under = scenario_kernel(a.scenario)
     if a.kernel is None:
         a.kernel = saved_under or DEFAULT_ERA
@@ -221,6 +220,7 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     import logging
 
     from .daemon import Daemon, SaveError
+    from .fs.mounting import FuseOptions
     from .fs.privilege import make_privilege
     from .kernel.eras import ERAS
     from .machine.scenario import ScenarioError, load_scenario
@@ -237,7 +237,8 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     if bad:
         return _die(f"--clock: {bad}", 2)
     try:
-        Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit).serve()
+        Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit,
+               fuse=FuseOptions.from_environment(a.fuse_backend)).serve()
     except RuntimeError as e:
         return _die(f"mount failed at {a.mountpoint} ({e}); is FUSE available (/dev/fuse, fusermount)?")
     except SaveError as e:

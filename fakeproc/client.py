@@ -40,7 +40,7 @@ def send(mountpoint: str, argv: list[str] | str) -> str:
         if e.errno == errno.ENOTCONN:
             raise ControlError(e.errno, f"the daemon serving {mountpoint} is dead (Transport endpoint is "
                                         f"not connected); run: fakeproc umount {mountpoint}") from None
-        raise ControlError(e.errno, f"{path}: {e.strerror}") from None
+        raise ControlError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
     try:
         err = 0
         try:

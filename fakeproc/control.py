@@ -1,9 +1,19 @@
 """The control surface: executes the verbs of ``verbs.py`` against the machine.
 
-Every line written to ``MOUNTPOINT/fakeproc/control`` runs here, so a plain
-shell can do everything the CLI does::
+Every line written to ``MOUNTPOINT/fakeproc/control`` runs here, so a plain shell can do everything
+the CLI does::
 
     exec 3<>mountpoint/fakeproc/control; echo 'fork 400' >&3; cat <&3
+
+The protocol, per open file (:class:`Session`): what is written is cut into lines at ``\n`` only,
+whatever pieces the kernel hands over.  FUSE passes a large ``write()`` on in pieces of at most 128 KiB
+(``max_write``), each but the last ending at a page boundary of the caller's buffer, so at least
+128 KiB - 4095 bytes long: a piece that long keeps a line it ends inside until the rest comes; a
+shorter one is the end of its ``write()``, and its last line runs even without a newline (as one
+``echo -n`` is one command); what is left when the file is closed runs then.  Each line runs once.  The replies of every
+line a file ran since it last read are what it reads, from where its last write left the file
+position; a failed write answers with the command's errno and leaves its error message to read.  A
+file that wrote nothing reads the last reply given (``echo 'tick 1h' > control; cat control``).
 """
 
 from __future__ import annotations
@@ -19,13 +29,31 @@ from typing import TYPE_CHECKING
 
 from .machine import Caller, Machine, MachineError
 from .machine.explain import explain, rank
-from .machine.klog import format_record
 from .machine.scenario import ScenarioError, dump_scenario, write_atomically
 from .units import format_clock, format_size
 from .verbs import UsageError, build_parser, format_ps
 
 if TYPE_CHECKING:
-    from .fs.entries import Request
+    from .fs.core import Handle, Request
+
+#: the longest line the control file takes (a 1 MB ``fork 1 --comm ...`` fits); longer is EINVAL
+MAX_LINE = 4 << 20
+#: the shortest piece of a write() that FUSE may follow with another: 128 KiB (max_write, 32 pages)
+#: less what a buffer not aligned to a page lacks of its first page
+LONGEST_PIECE = 128 * 1024
+SHORTEST_SPLIT_PIECE = LONGEST_PIECE - 4096 + 1
+
+
+class Session:
+    """One open control file: the start of a line not yet complete, and the replies to read."""
+
+    __slots__ = ("pending", "reply", "reply_base", "read_since")
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.reply: bytes | None = None  # None: this file wrote nothing yet
+        self.reply_base = 0  # the file position at which the reply starts
+        self.read_since = True  # read since its last write: the next write's replies start afresh
 
 
 class Control:
@@ -38,14 +66,74 @@ class Control:
         self.machine = machine
         self.parser = build_parser()
         self.info = info or (lambda: {})
+        self.last_reply = b""
+        #: what each verb of verbs.build_parser() runs
+        self.verbs: dict[str, Callable[[Request | None, argparse.Namespace], str]] = {
+            "fork": self.do_fork, "vfork": self.do_vfork, "clone": self.do_clone, "thread": self.do_thread,
+            "exec": self.do_exec, "exit": self.do_exit, "grow": self.do_grow, "shrink": self.do_shrink,
+            "mem": self.do_mem, "set": self.do_set, "cpu": self.do_cpu, "tick": self.do_tick,
+            "alloc": self.do_alloc, "clock": self.do_clock, "events": self.do_events, "oom": self.do_oom,
+            "explain": self.do_explain, "dmesg": self.do_dmesg, "ps": self.do_ps, "info": self.do_info,
+            "save": self.do_save,
+        }
 
-    def __call__(self, req: Request, text: str) -> tuple[bytes, int]:
-        """Run every line of ``text``; stop at the first error.  Returns (reply, errno)."""
+    # ------------------------------------------------------------ the file protocol
+
+    def write(self, req: Request, data: bytes) -> int:
+        """A WRITE of the control file: run its complete lines, keep the rest for the next piece."""
+        h = req.handle
+        assert h is not None
+        s = h.session = h.session or Session()
+        if s.read_since:
+            s.reply, s.read_since = b"", False
+        lines: list[bytes | None] = list((s.pending + data).split(b"\n"))
+        s.pending = lines.pop() or b""
+        if len(data) < SHORTEST_SPLIT_PIECE and s.pending:  # the end of the write(): its last line runs
+            lines.append(s.pending)
+            s.pending = b""
+        if len(s.pending) > MAX_LINE:
+            s.pending = b""
+            lines.append(None)  # too long: refused below
+        reply, err = self.run_lines(req, lines)
+        s.reply = (s.reply or b"") + reply
+        self.last_reply = s.reply
+        if err:
+            s.pending = b""  # the write failed: what it brought is not kept
+            s.reply_base = req.offset  # a failed write leaves the file position where it was
+            raise MachineError(err, reply.decode(errors="replace").strip())
+        s.reply_base = req.offset + len(data)
+        return len(data)
+
+    def read(self, req: Request, size: int) -> bytes:
+        """The replies to this file's lines, from where its last write left the file position; for a file
+        that wrote nothing, the last reply given."""
+        h = req.handle
+        s = h.session if h is not None else None
+        if s is None or s.reply is None:
+            return self.last_reply[req.offset:]
+        s.read_since = True
+        return s.reply[max(0, req.offset - s.reply_base):]
+
+    def release(self, handle: Handle) -> None:
+        """close(): a last line without a newline runs now (its reply has no reader)."""
+        s = handle.session
+        if s is not None and s.pending:
+            pending, s.pending = s.pending, b""
+            self.run_lines(None, [pending])
+
+    def run_lines(self, req: Request | None, lines: list[bytes | None]) -> tuple[bytes, int]:
+        """Run each line; stop at the first error.  Returns (reply, errno)."""
         out: list[str] = []
-        for line in text.splitlines():
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
+        for raw in lines:
             try:
+                if raw is None:
+                    raise UsageError(f"a control line is at most {MAX_LINE} bytes")
+                try:
+                    line = raw.decode()
+                except UnicodeDecodeError:
+                    raise UsageError("commands are UTF-8 text") from None
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
                 out.append(self.run_line(req, line))
             except UsageError as e:
                 out.append(f"error: {e}".rstrip() + "\n")
@@ -57,7 +145,9 @@ class Control:
 
     def run_line(self, req: Request | None, line: str) -> str:
         try:
-            argv = shlex.split(line)
+            # shlex reads a character at a time: only a line with quoting needs it (a 1 MB name is split
+            # in a millisecond, not in seconds under the model's lock)
+            argv = shlex.split(line) if any(c in line for c in "'\"\\") else line.split()
         except ValueError as e:
             raise UsageError(str(e)) from None
         if argv and argv[0] in ("-h", "--help", "help"):
@@ -65,7 +155,7 @@ class Control:
         if "-h" in argv or "--help" in argv:
             return self.parser.format_help()
         a = self.parser.parse_args(argv)
-        return getattr(self, "do_" + a.verb)(req, a)
+        return self.verbs[a.verb](req, a)
 
     # ------------------------------------------------------------------ verbs
 
@@ -112,27 +202,8 @@ class Control:
         return self._mem_line(a.pid)
 
     def do_set(self, req: Request | None, a: argparse.Namespace) -> str:
-        t = self.machine.process(a.pid)
-        if a.nice is not None:
-            if not -20 <= a.nice <= 19:
-                raise MachineError(errno.EINVAL, "nice must be -20..19")
-            for th in t.signal.threads:
-                th.nice = a.nice
-        for th in t.signal.threads:
-            if a.uid is not None or a.gid is not None:
-                self.machine.set_owner(th, a.uid, a.gid)
-            if a.caps is not None:
-                th.caps = a.caps
-        if a.comm is not None:
-            t.comm = a.comm[:15]
-        if a.swapoff is not None:
-            t.oom_origin = a.swapoff == "on"
-        if a.start is not None:
-            if a.start > self.machine.uptime:
-                raise MachineError(errno.EINVAL, "a process cannot start after now")
-            t.start_time = a.start
-        for th in t.signal.threads:
-            self.machine.touch(th)  # the OOM killer's cached scores read these fields
+        t = self.machine.set_attrs(a.pid, nice=a.nice, uid=a.uid, gid=a.gid, comm=a.comm, caps=a.caps,
+                                   swapoff=None if a.swapoff is None else a.swapoff == "on", start=a.start)
         return f"{t.tgid}: uid {t.uid} gid {t.gid} nice {t.nice} caps {t.caps:#x} comm {t.comm}\n"
 
     def do_cpu(self, req: Request | None, a: argparse.Namespace) -> str:
@@ -144,8 +215,7 @@ class Control:
         before = len(m.log.records)
         m.note("tick", seconds=a.seconds)
         uptime = m.tick(a.seconds)
-        lines = [format_record(t, s) + "\n" for t, s in m.log.records[before:]]
-        return "".join(lines) + f"uptime {uptime:.2f}s\n"
+        return "".join(line + "\n" for line in m.log.since(before)) + f"uptime {uptime:.2f}s\n"
 
     def do_alloc(self, req: Request | None, a: argparse.Namespace) -> str:
         t = self.machine.set_alloc_rate(a.pid, a.rate)
@@ -167,7 +237,7 @@ class Control:
         m = self.machine
         if a.as_pid is not None:
             t = m.task(a.as_pid)
-            current, mems = Caller(t.tgid, t.uid, t.comm, m.get_adj(t)), t.mems
+            current, mems = m.caller_of(t), t.mems
         elif req is not None:
             current, mems = req.caller(), None
         else:
@@ -176,7 +246,7 @@ class Control:
             return self._dry_run(mems)
         before = len(m.log.records)
         result = m.out_of_memory(current, current_mems=mems)
-        lines = [format_record(t, s) for t, s in m.log.records[before:]]
+        lines = m.log.since(before)
         lines.append("killed: " + (" ".join(str(t.tid) for t in result.killed if t.is_leader) or "nothing"))
         return "\n".join(lines) + "\n"
 
@@ -187,7 +257,7 @@ class Control:
         ranked, chosen = rank(m, mems)
         unit = "badness" if m.era.scoring == "modern" else "points"
         out = [f"{'PID':>7} {'TID':>7} {unit.upper():>20}  COMM"]
-        order = sorted((c for c in ranked if c.skipped is None), key=lambda c: -c.points) + [
+        order = sorted((c for c in ranked if c.skipped is None), key=lambda c: -(c.points or 0)) + [
             c for c in ranked if c.skipped is not None]
         for c in order:
             value = f"{c.points:20d}" if c.skipped is None else f"{'skipped':>20}"
@@ -264,7 +334,7 @@ class Control:
             raise MachineError(errno.EDEADLK, f"{path}: not written after {self.SAVE_TIMEOUT:g}s (does it lead "
                                               "into this mount?)")
         if failure:
-            e = failure[0]
-            raise MachineError(e.errno or errno.EIO, f"{path}: {e.strerror or e}")
+            err = failure[0]
+            raise MachineError(err.errno or errno.EIO, f"{path}: {err.strerror or err}")
         m = self.machine
         return f"saved {len(m.processes)} processes ({len(m.tasks)} threads) to {path}\n"

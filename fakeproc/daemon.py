@@ -1,16 +1,13 @@
 """The daemon: serves one machine on one mount point until told to stop.
 
-Concurrency, explicitly: trio owns the main thread (signals, supervision,
-the running clock); the FUSE loop runs in one worker thread:
-fakeproc.fs.rawfuse (the default as root; FAKEPROC_FUSE_THREADS reader
-threads, 1 by default) or libfuse 2 through fusepy, single-threaded (``-s``);
-the model is only touched under ``lock``, by those threads and by anything
-trio adds (a clock step).
-SIGINT, SIGTERM and SIGHUP unmount, which ends the FUSE loop, which ends
-the daemon.  The signal handlers are installed *before* libfuse starts, so
-libfuse (which only takes over signals left at SIG_DFL) leaves them to trio.
-With ``save_on_exit`` a clean end (a signal, ``fakeproc umount``) saves the
-machine to that file once the FUSE loop is over; SIGKILL saves nothing.
+Concurrency, explicitly: trio owns the main thread (signals, supervision, the running clock); the
+FUSE loop runs in one worker thread: fakeproc.fs.rawfuse (``FuseOptions.threads`` reader threads, 1
+by default) or libfuse 2 through fusepy, single-threaded (``-s``); the model is only touched under
+``lock``, by those threads and by anything trio adds (a clock step).  SIGINT, SIGTERM and SIGHUP
+unmount, which ends the FUSE loop, which ends the daemon.  The signal handlers are installed
+*before* libfuse starts, so libfuse (which only takes over signals left at SIG_DFL) leaves them to
+trio.  With ``save_on_exit`` a clean end (a signal, ``fakeproc umount``) saves the machine to that
+file once the FUSE loop is over; SIGKILL saves nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +16,15 @@ import logging
 import os
 import signal
 import threading
-import time
 from typing import Any
 
 from .control import Control
-from .fs.entries import FsState, Reality
-from .fs.fuseops import FakeProcFS, FastFUSE, fuse_backend, fuse_options, raw_cache_max, raw_cache_timeout, raw_threads
+from .fs.core import ProcFS
+from .fs.mounting import FuseOptions, allow_other, detach, open_connection
+from .fs.passthrough import Passthrough
 from .fs.privilege import Privilege
+from .fs.tables import ROOT_DIR
+from .fs.tree import FsState, Reality
 from .machine import Machine
 from .machine.scenario import ScenarioError, save_scenario
 from .mounts import unmount
@@ -41,23 +40,28 @@ class SaveError(Exception):
 
 class Daemon:
     def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None,
-                 save_on_exit: str | None = None, fuse_fd: int = -1) -> None:
-        """``fuse_fd``: serve this /dev/fuse descriptor, mounted by someone else (run mode mounts it in
-        the run's own mount namespace, over its /proc); ``mountpoint`` is then only a name for the logs."""
+                 save_on_exit: str | None = None, fuse: FuseOptions | None = None, fuse_fd: int = -1) -> None:
+        """``fuse_fd``: serve this /dev/fuse descriptor, mounted by someone else (run mode mounts it in the
+        run's own mount namespace, over its /proc); ``mountpoint`` is then only a name for the logs."""
         self.mountpoint = os.path.abspath(mountpoint)
-        self.fuse_fd = fuse_fd
         self.save_on_exit = os.path.abspath(save_on_exit) if save_on_exit else None
         self.machine = machine
         self.privilege = privilege
+        self.fuse = fuse or FuseOptions()
+        self.fuse_fd = fuse_fd
         self.lock = threading.Lock()
-        self.started = time.time()
         self.control = Control(machine, self.info)
         self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control, reality=reality)
-        self.ops = FakeProcFS(self.state, self.lock)  # after logging is configured: it reads the level
+        passthrough = Passthrough(reality, machine.era.version) if reality is not None else None
+        self.fs = ProcFS(self.state, ROOT_DIR, passthrough)
+
+    @property
+    def backend(self) -> str:
+        return "raw" if self.fuse_fd >= 0 else self.fuse.backend
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"daemon_pid": os.getpid(), "mountpoint": self.mountpoint,
-                                "privilege": self.privilege.name}
+                                "privilege": self.privilege.name, "fuse_backend": self.backend}
         if self.save_on_exit:
             info["save_on_exit"] = self.save_on_exit
         return info
@@ -65,8 +69,8 @@ class Daemon:
     def run_fuse(self) -> None:
         """Serve the mount until it goes away.
 
-        FAKEPROC_PROFILE=FILE: cProfile the serving thread (every request runs in it), stats written
-        to FILE when the mount ends (python -m pstats FILE).
+        FAKEPROC_PROFILE=FILE: cProfile the serving thread (every request runs in it), stats written to FILE
+        when the mount ends (python -m pstats FILE).
         """
         profile = os.environ.get("FAKEPROC_PROFILE")
         if not profile:
@@ -81,21 +85,35 @@ class Daemon:
             prof.dump_stats(profile)
 
     def _serve_fuse(self) -> None:
-        """The backend fuse_backend() names: the raw /dev/fuse loop, or libfuse 2 through fusepy."""
-        if self.fuse_fd >= 0 or fuse_backend() == "raw":
-            from .fs.rawfuse import RawFuse
+        """The raw /dev/fuse loop (on a descriptor given, or mounted here), or libfuse 2 through fusepy."""
+        trace = log.isEnabledFor(logging.DEBUG)
+        if self.backend == "fusepy":
+            from .fs.fusepy_ops import serve
 
-            RawFuse(self.ops, None if self.fuse_fd >= 0 else self.mountpoint, fuse_options(), threads=raw_threads(),
-                    stable_timeout=raw_cache_timeout(), cached_max=raw_cache_max(), fd=self.fuse_fd).serve()
-        else:
-            FastFUSE(self.ops, self.mountpoint, **fuse_options())
+            serve(self.fs, self.mountpoint, self.lock, allow_other(), trace)
+            return
+        from .fs.rawfuse import RawFuse
+
+        fd, mounted = self.fuse_fd, False
+        if fd < 0:
+            fd, mounted = open_connection(self.mountpoint), True
+        try:
+            RawFuse(self.fs, fd, self.lock, threads=self.fuse.threads, stable_timeout=self.fuse.cache,
+                    cached_max=self.fuse.cache_max, trace=trace).serve()
+        except BaseException:
+            if mounted:  # a failure, not the unmount that ends the loop: take the mount away
+                detach(self.mountpoint)
+            raise
+        finally:
+            if mounted:
+                os.close(fd)
 
     async def _supervise(self, fuse: threading.Thread, early: list[int]) -> None:
-        """Until the FUSE loop ends: unmount on SIGINT, SIGTERM, SIGHUP (also those that came before
-        trio took the signals over), and run the clock."""
+        """Until the FUSE loop ends: unmount on SIGINT, SIGTERM, SIGHUP (also those that came before trio took
+        the signals over), and run the clock."""
         import trio
 
-        from .clock import run_clock
+        from .ticker import run_clock
 
         async def unmount_for(signum: int) -> None:
             log.info("%s: unmounting %s", signal.Signals(signum).name, self.mountpoint)
@@ -121,13 +139,13 @@ class Daemon:
     def serve(self) -> None:
         """Mount and serve until unmounted.
 
-        The FUSE loop starts first and trio after: importing trio (about a fifth of a second) then
-        overlaps the first requests instead of delaying the mount.  Until trio takes the signals over,
-        a plain handler keeps them, and they are acted on as soon as it has.  The handlers are in
-        place before libfuse starts, which then leaves them alone.
+        The FUSE loop starts first and trio after: importing trio (about a fifth of a second) then overlaps
+        the first requests instead of delaying the mount.  Until trio takes the signals over, a plain
+        handler keeps them, and they are acted on as soon as it has.  The handlers are in place before
+        libfuse starts, which then leaves them alone.
         """
         log.info("serving a %s machine (%d processes) at %s, privilege %s, FUSE backend %s", self.machine.era.name,
-                 len(self.machine.processes), self.mountpoint, self.privilege.name, fuse_backend())
+                 len(self.machine.processes), self.mountpoint, self.privilege.name, self.backend)
         early: list[int] = []
         previous = {s: signal.signal(s, lambda signum, _frame: early.append(signum)) for s in STOP_SIGNALS}
         failure: list[BaseException] = []

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def unmount(mountpoint: str) -> None:
             raise OSError(errno.EBUSY, f"cannot unmount {mountpoint}: {msg}")
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

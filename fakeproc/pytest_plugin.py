@@ -71,6 +71,7 @@ class FakeMachine:
                 "--mountpoint", self.mountpoint] + (["--kill"] if kill else []) + [
             "--", "sh", "-c", "echo $$; exec sleep infinity"]
         self._run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self._run.stdout is not None and self._run.stderr is not None
         line = self._run.stdout.readline()
         if not line.strip().isdigit():
             err = self._run.stderr.read() if self._run.poll() is not None else ""

@@ -469,9 +469,10 @@ def build_floor(tmp: str, install: bool) -> str:
 
 
 def fakeproc_fuse_options() -> dict[str, Any]:
-    from fakeproc.fs.fuseops import fuse_options
+    from fakeproc.fs.fusepy_ops import fuse_options
+    from fakeproc.fs.mounting import allow_other
 
-    return fuse_options(foreground=True)
+    return fuse_options(allow_other())
 
 
 def libfuse3_args(options: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@
 For each era, in the same run:
 
 * cold: the first selection, which scores every candidate (the per-task
-  scores are then cached, see ``KillerMixin.touch`` in killer.py);
+  scores are then cached, see ``Scored`` in machine/task.py);
 * warm: a selection after a few random changes made through the machine's
   API (memory, cpu time, oom_adj, a fork, an exit, a second of clock), which
   scores only what the changes touched;
@@ -15,7 +15,7 @@ For each era, in the same run:
   legacy score changes (here all processes started together, 1024 s of run
   time later int_sqrt(int_sqrt(run time >> 10)) becomes 1): the worst case,
   every candidate's score is recomputed (6.x scores do not depend on the clock);
-* rescore: a selection after ``touch_all()``, which forgets every cached
+* rescore: a selection after ``forget_scores()``, which forgets every cached
   score: the full cost of scoring every candidate, as cold, but with the
   memory of the cache already allocated;
 * reference: the per-task specification (one badness() call per candidate)
@@ -60,7 +60,7 @@ def build(era: str, n: int) -> Machine:
         p.mm.total_vm = 1000 + i % 5000
         p.mm.rss_anon = 500 + (i * 7) % 3000
         p.utime = i % 100000
-    m.touch_all()  # the fields above were set behind the machine's back
+    m.forget_scores()  # a full re-scoring: the honest cost of every score computed again
     return m
 
 
@@ -129,7 +129,7 @@ def main() -> int:
                 ref, t_ref = timed(m.select_bad_process_reference)
                 assert (expired[0].tid, expired[1]) == (ref[0].tid, ref[1]), "after the tick: not the reference's"
                 ref_txt = f"{t_ref * 1000:.0f}ms"
-            m.touch_all()
+            m.forget_scores()
             rescored, t_rescore = timed(m.select_bad_process)
             assert rescored == expired, "rescoring everything: another choice"
             print(f"{era:10} {n:>10} {t_cold * 1000:>6.0f}ms {t_warm * 1000:>6.1f}ms {t_cpuset * 1000:>6.0f}ms "

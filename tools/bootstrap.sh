@@ -1,44 +1,87 @@
 # Sourced by tools/run and tools/test: install what is missing, nothing more.
-#   - Debian packages: fuse (fusermount) and libfuse2 (what fusepy loads), python3-venv;
-#   - a virtualenv in .venv holding fakeproc (editable) and its dependencies.
-# A stamp file records the hash of setup.cfg, so a second run reinstalls nothing.
+#
+#   system_install run|test   Debian packages the command needs and the machine lacks, after saying which;
+#                             never one that would remove or replace another (apt-get --no-remove), and
+#                             never Debian's `fuse` (FUSE 2's fusermount: it replaces fuse3)
+#   venv_install EXTRAS       a virtualenv in .venv holding fakeproc (editable) and its dependencies
+#                             ("" or "test"); a stamp of setup.cfg's hash makes a second run install nothing
+#
+# Where something is missing and cannot be installed (not root, no apt-get, a conflict), one line says
+# what, and the command exits with status 1.  Nothing is ever deleted.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 
-apt_install() {  # apt_install PKG... (only those not installed)
-    local missing=()
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" != 0 ]; then
-        echo "fakeproc: missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-        exit 1
+say() { echo "fakeproc: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+pkg_installed() {  # a real (not virtual) package, installed
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+
+have_lib() {  # a shared library the dynamic linker finds
+    { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "^[[:space:]]*$1 "
+}
+
+missing_packages() {  # missing_packages run|test: what the command needs and the machine lacks
+    local want=()
+    # run: as root the default raw backend needs neither a library nor a helper; python3-venv is
+    # looked after by venv_install
+    if [ "$1" = test ]; then
+        have_lib libfuse.so.2 || want+=(libfuse2)  # fusepy, for the fusepy backend's tests
+        # a setuid mount helper, for the tests that mount as another user than root: fuse3's
+        # fusermount3; FUSE 2's fusermount (package fuse) serves as well, and fuse3 would replace it
+        if ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null && ! pkg_installed fuse; then
+            want+=(fuse3)
+        fi
+        command -v cc >/dev/null || want+=(gcc libc6-dev)
+        command -v pkg-config >/dev/null || want+=(pkg-config)
+        [ -e /usr/include/fuse3/fuse.h ] || want+=(libfuse3-dev)  # the bench's C floor (tools/floor/floor.c)
     fi
-    echo "fakeproc: installing ${missing[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    echo "${want[@]}"
+}
+
+apt_install() {  # apt_install PKG...: install them, or say why not and exit 1
+    if [ "$(id -u)" != 0 ]; then
+        die "missing Debian packages: $* (as root: apt-get install --no-remove $*)"
+    fi
+    command -v apt-get >/dev/null || die "missing packages: $* (no apt-get here to install them with)"
+    say "installing Debian packages: $* (apt-get install --no-remove: nothing is removed or replaced)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+        || die "apt-get update failed; install these yourself: $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove "$@" >&2 \
+        || die "apt-get could not install $* without removing another package; nothing was changed"
+}
+
+system_install() {  # system_install run|test
+    local missing
+    missing=$(missing_packages "$1")
+    [ -z "$missing" ] || apt_install $missing
 }
 
 venv_install() {  # venv_install EXTRAS ("" or "test")
-    local extras="$1" spec="$ROOT" stamp
+    local extras="$1" spec="$ROOT" stamp want
     [ -n "$extras" ] && spec="$ROOT[$extras]"
     stamp="$VENV/.fakeproc-stamp-${extras:-base}"
-    local want
     want=$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    if [ -e "$VENV" ] && [ ! -w "$VENV" ]; then
+        die "$VENV belongs to another user ($(stat -c %U "$VENV")); run as that user, or clone the repository again"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
-        python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$VENV"; python3 -m venv "$VENV"; }
+        if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+            pkg_installed python3-venv && die "python3 -m venv $VENV failed (python3-venv is installed)"
+            apt_install python3-venv
+            python3 -m venv "$VENV" >&2 || die "python3 -m venv $VENV failed"
+        fi
     fi
     # the test install holds everything the base one does
     if [ -z "$extras" ] && [ "$(cat "$VENV/.fakeproc-stamp-test" 2>/dev/null)" = "$want" ]; then
         return 0
     fi
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "fakeproc: installing fakeproc${extras:+[$extras]} into $VENV" >&2
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >&2
+        say "installing fakeproc${extras:+[$extras]} into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >&2 \
+            || die "pip could not install fakeproc${extras:+[$extras]} into $VENV (see above)"
         echo "$want" > "$stamp"
     fi
 }
-
-apt_install fuse libfuse2

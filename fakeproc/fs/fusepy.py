@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
+from types import ModuleType
 
 LIBFUSE2 = "libfuse.so.2"
 
 
-def _import_fuse():  # noqa: ANN202 - the module
-    if not os.environ.get("FUSE_LIBRARY_PATH") and "fuse" not in __import__("sys").modules:
+def _import_fuse() -> ModuleType:
+    if not os.environ.get("FUSE_LIBRARY_PATH") and "fuse" not in sys.modules:
         try:
             ctypes.CDLL(LIBFUSE2)
         except OSError:

@@ -7,6 +7,7 @@ from its tasks; these functions only compute, so a test can check them by hand.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from math import isqrt
 from typing import NamedTuple
 
@@ -66,7 +67,7 @@ def legacy_badness(i: LegacyInputs, adj_first: bool = True, trace: list[tuple[st
     if i.oom_origin:
         return step(lambda: "running swapoff (PF_OOM_ORIGIN): ULONG_MAX", ULONG_MAX)
     for vm in i.children_vm:
-        points = step(lambda vm=vm: f"+ child: its own total_vm {vm} / 2 + 1", points + vm // 2 + 1)
+        points = step(partial("+ child: its own total_vm {} / 2 + 1".format, vm), points + vm // 2 + 1)
     shift = SHIFT_HZ[i.hz] + 3
     cpu_time = i.cpu_jiffies >> shift
     run_time = (i.uptime_s - i.start_time_s) >> 10 if i.uptime_s >= i.start_time_s else 0

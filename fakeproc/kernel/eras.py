@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from . import DEFAULT_ERA, ERA_NAMES  # noqa: F401 (re-exported)
-from .badness import OOM_ADJUST_MAX, OOM_ADJUST_MIN, OOM_DISABLE
+from .badness import OOM_ADJUST_MAX, OOM_ADJUST_MIN, OOM_DISABLE, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from .strtol import Parsed, parse_kstrtoint, parse_simple_strtol, parse_strict_strtol
 
 
@@ -50,7 +50,8 @@ def oom_adj_in_range(v: int) -> bool:
 
 
 def oom_score_adj_in_range(v: int) -> bool:
-    return -1000 <= v <= 1000
+    """include/uapi/linux/oom.h: OOM_SCORE_ADJ_MIN..OOM_SCORE_ADJ_MAX."""
+    return OOM_SCORE_ADJ_MIN <= v <= OOM_SCORE_ADJ_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +59,11 @@ class Era:
     """One kernel's whole set of OOM rules."""
 
     name: str
-    summary: str
+    #: the kernel version it models (2.6.31-rc1..rc6 come before 2.6.31: (2, 6, 31, -1)); the filesystem's
+    #: tables say which files each version has
+    version: tuple[int, ...]
     #: where the value lives (and so what fork, vfork, threads and exec share)
     adj_home: AdjHome
-    #: files under /<pid>/ and /<pid>/task/<tid>/ besides task/
-    pid_files: tuple[str, ...]
     #: parser of a write to oom_adj / oom_score_adj (after the 12-byte clamp and the NUL cut)
     parse: Callable[[bytes], Parsed]
     #: badness(): "legacy" (total_vm, cpu, run time, nice, caps; §6.1) or "modern" (rss+swap+pgtables; §6.2)
@@ -90,20 +91,18 @@ class Era:
     #: gfp_mask printed for SysRq-f (GFP_KERNEL) and for a user page fault (GFP_HIGHUSER_MOVABLE)
     gfp_sysrq: str
     gfp_fault: str
-    #: the value a writer without CAP_SYS_RESOURCE may not go below: "current" value or "min" (6.x)
-    lower_limit: str = "current"
 
     @property
     def has_score_adj(self) -> bool:
         return self.adj_home is AdjHome.SIGNAL_SCORE_ADJ
 
 
-_LEGACY = dict(pid_files=("oom_adj", "oom_score"), scoring="legacy", header_adj_word="oom_adj",
+_LEGACY = dict(scoring="legacy", header_adj_word="oom_adj",
                log_style="legacy", sysrq_prefix="SysRq : ", gfp_sysrq="0xd0", gfp_fault="0x201da")
 
 ERA_2_6_31 = Era(
-    name="2.6.31",
-    summary="released 2.6.30/2.6.31: oom_adj per thread; lenient simple_strtol; the livelock",
+    name="2.6.31",  # released 2.6.30/2.6.31: oom_adj per thread; lenient simple_strtol; the livelock
+    version=(2, 6, 31),
     adj_home=AdjHome.TASK, parse=parse_simple_strtol, badness_adj_first=False, per_process=False,
     skip_disabled=True, first_eligible=True, ties_replace=False, child_first=True,
     refusal=Refusal.ANY_SHARER_DISABLED, sharers=Sharers.ALL,
@@ -111,30 +110,29 @@ ERA_2_6_31 = Era(
 )
 
 ERA_2_6_31_RC = Era(
-    name="2.6.31-rc",
-    summary="2.6.31-rc1..rc6: oom_adj in the mm, shared with a vfork child (the regression)",
+    name="2.6.31-rc",  # 2.6.31-rc1..rc6: oom_adj in the mm, shared with a vfork child (the regression)
+    version=(2, 6, 31, -1),
     adj_home=AdjHome.MM, parse=parse_simple_strtol, badness_adj_first=True, per_process=False,
     skip_disabled=False, first_eligible=False, ties_replace=False, child_first=True,
     refusal=Refusal.MM_DISABLED, sharers=Sharers.ALL, **_LEGACY,
 )
 
 ERA_2_6_32 = Era(
-    name="2.6.32",
-    summary="oom_adj per thread group (signal_struct), the per-process fix",
+    name="2.6.32",  # oom_adj per thread group (signal_struct), the per-process fix
+    version=(2, 6, 32),
     adj_home=AdjHome.SIGNAL, parse=parse_strict_strtol, badness_adj_first=True, per_process=True,
     skip_disabled=True, first_eligible=True, ties_replace=False, child_first=True,
     refusal=Refusal.PROCESS_DISABLED, sharers=Sharers.NONE, **_LEGACY,
 )
 
 ERA_6_X = Era(
-    name="6.x",
-    summary="today's kernels (checked against 6.18): oom_score_adj, legacy oom_adj view, rss-based score",
-    adj_home=AdjHome.SIGNAL_SCORE_ADJ, pid_files=("oom_adj", "oom_score", "oom_score_adj"),
+    name="6.x",  # today's kernels (checked against 6.18): oom_score_adj, legacy oom_adj view, rss-based score
+    version=(6, 18),
+    adj_home=AdjHome.SIGNAL_SCORE_ADJ,
     parse=parse_kstrtoint, scoring="modern", badness_adj_first=True, per_process=True,
     skip_disabled=False, first_eligible=False, ties_replace=True, child_first=False,
     refusal=Refusal.NEVER, sharers=Sharers.USER, header_adj_word="oom_score_adj", log_style="modern",
     sysrq_prefix="sysrq: ", gfp_sysrq="0xcc0(GFP_KERNEL)", gfp_fault="0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP)",
-    lower_limit="min",
 )
 
 #: Eras offered by ``--kernel``; the first is the default.

@@ -25,13 +25,13 @@ class Parsed(NamedTuple):
 
     ``value`` is what the kernel would store (None: nothing is stored);
     ``error`` is the errno the write fails with (0: it succeeds);
-    ``count`` is the byte count a successful write returns (None: the whole
+    ``consumed`` is the byte count a successful write returns (None: the whole
     clamped count).  2.6.31's parser can store a value *and* fail (``EIO``).
     """
 
     value: int | None
     error: int = 0
-    count: int | None = None
+    consumed: int | None = None
 
 
 def kernel_buffer(data: bytes) -> tuple[bytes, int]:

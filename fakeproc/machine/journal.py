@@ -16,14 +16,26 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from .clock import Clock
+
 Event = dict[str, Any]
 
 
 class Journal:
-    __slots__ = ("events", "seq")
+    __slots__ = ("events", "seq", "clock")
 
-    def __init__(self, maxlen: int = 50_000) -> None:
+    def __init__(self, clock: Clock, maxlen: int = 50_000) -> None:
         self.events: deque[Event] = deque(maxlen=maxlen)
+        self.seq = 0
+        self.clock = clock
+
+    def note(self, kind: str, **fields: Any) -> Event:
+        """Add a change, stamped with the simulated clock."""
+        return self.record(self.clock.uptime, kind, **fields)
+
+    def clear(self) -> None:
+        """Start the stream again (a loaded scenario is the machine's beginning, not a change)."""
+        self.events.clear()
         self.seq = 0
 
     def record(self, time: float, kind: str, **fields: Any) -> Event:

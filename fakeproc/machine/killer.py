@@ -1,26 +1,41 @@
 """The OOM killer: select_bad_process() and oom_kill_process() of mm/oom_kill.c, era by era.
 
-The era decides the candidates (threads or processes), who is skipped, how
-ties go, whether a child dies first, when a chosen task is refused, who dies
-along with the victim, and the log lines.  Where the real kernel would retry
-forever (2.6.31's livelock), the simulation stops at the first repeated
-choice and logs what the kernel would have done.
+The era decides the candidates (threads or processes), who is passed over, how ties go, whether a
+child dies first, when a chosen task is refused, who dies along with the victim, and the log lines.
+Where the real kernel would retry forever (2.6.31's livelock), the simulation stops at the first
+repeated choice and logs what the kernel would have done.
+
+Who is a candidate is written once, in :meth:`OomKiller.skip_reason` (6.x's "unkillable" part of it
+in :meth:`OomKiller.unkillable_reason`, which ``oom_score`` reads too); the selection, ``explain``,
+``oom --dry-run`` and ``oom_score`` all ask it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from math import isqrt
 from operator import attrgetter
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-from ..kernel.badness import OOM_DISABLE, SHIFT_HZ, ULONG_MAX, LegacyInputs
+from ..kernel.badness import (
+    OOM_DISABLE,
+    OOM_SCORE_ADJ_MIN,
+    SHIFT_HZ,
+    ULONG_MAX,
+    LegacyInputs,
+    ModernInputs,
+    legacy_badness,
+    modern_badness,
+)
 from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
-from ..kernel.eras import AdjHome, Refusal, Sharers
-from .task import NEVER, PAGE_SIZE, STALE, Caller, Mm, Task
-
-if TYPE_CHECKING:
-    from .machine import Machine
+from ..kernel.eras import AdjHome, Era, Refusal, Sharers
+from .clock import Clock
+from .journal import Journal
+from .klog import KernelLog
+from .memory import Memory
+from .table import ProcessTable
+from .task import NEVER, PAGE_SIZE, STALE, Caller, Task
 
 LONG_MAX = (1 << 63) - 1
 #: distinct start times whose run-time root one selection remembers (a list of tasks started
@@ -59,10 +74,108 @@ class OomObserver(Protocol):
     def after_oom(self, result: OomResult) -> None: ...
 
 
-class KillerMixin:
-    # ------------------------------------------------------------- badness()
+@dataclass(slots=True)
+class Candidate:
+    """One task the killer looked at: its points, or why it was passed over."""
 
-    def badness_inputs(self: Machine, p: Task, current_mems: frozenset[int] | None = None) -> LegacyInputs:
+    task: Task
+    points: int | None
+    skipped: str | None = None
+
+
+class OomKiller:
+    def __init__(self, era: Era, table: ProcessTable, memory: Memory, clock: Clock, klog: KernelLog,
+                 journal: Journal) -> None:
+        self.era = era
+        self.table = table
+        self.memory = memory
+        self.clock = clock
+        self.klog = klog
+        self.journal = journal
+        self.observers: list[OomObserver] = []  # told before and after each OOM kill (run mode)
+        # what the cached scores were computed for, the cpuset and the uptime of the last selection
+        self._key: tuple[object, ...] | None = None
+        self._mems: frozenset[int] | None = None
+        self._uptime = 0
+
+    # ------------------------------------------------------------- who is a candidate
+
+    def adj(self, t: Task) -> int:
+        """The era's own value: oom_adj (-17..15), or oom_score_adj (-1000..1000) in 6.x."""
+        home = self.era.adj_home
+        if home is AdjHome.SIGNAL:
+            return t.signal.oom_adj
+        if home is AdjHome.SIGNAL_SCORE_ADJ:
+            return t.signal.oom_score_adj
+        if home is AdjHome.MM:
+            return t.mm.oom_adj if t.mm is not None else OOM_DISABLE
+        return t.oom_adj
+
+    def candidates(self) -> Iterator[Task]:
+        """for_each_process() (leaders) or do_each_thread() (every thread), in creation order."""
+        if self.era.per_process:
+            return self.table.iter_processes()
+        return iter([th for p in self.table.iter_processes() for th in list(p.signal.threads)])
+
+    def unkillable_reason(self, p: Task) -> str | None:
+        """6.x: why oom_badness() returns LONG_MIN for ``p`` (oom_score then reads 0), or None.
+
+        oom_unkillable_task() (init, kernel threads), find_lock_task_mm() finding no mm, oom_score_adj
+        at OOM_SCORE_ADJ_MIN, and in_vfork().  Legacy eras: only a task without an mm.
+        """
+        if self.era.scoring != "modern":
+            return "no address space" if p.mm is None else None
+        if p.tgid == 1:
+            return "init"
+        if p.kthread:
+            return "kernel thread"
+        if p.mm is None:
+            return "no address space"
+        if p.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
+            return "oom_score_adj -1000"
+        if p.in_vfork:
+            return "in vfork (shares its parent's mm)"
+        return None
+
+    def skip_reason(self, p: Task, current_mems: frozenset[int] | None = None) -> str | None:
+        """Why select_bad_process() passes over candidate ``p`` in this era (None: it is scored).
+
+        6.x oom_evaluate_task(): oom_unkillable_task(), then oom_cpuset_eligible(), then a task running
+        swapoff is taken at LONG_MAX, else oom_badness() at LONG_MIN.  Legacy: no mm (kernel threads),
+        the init task, then (2.6.31, 2.6.32) a candidate at OOM_DISABLE.
+        """
+        if self.era.scoring == "modern":
+            if p.tgid == 1:
+                return "init"
+            if p.kthread:
+                return "kernel thread"
+            if current_mems is not None and not p.mems & current_mems:
+                return "not in the allocating task's cpuset"
+            if p.oom_origin and p.mm is not None:
+                return None
+            return self.unkillable_reason(p)
+        if p.mm is None:
+            return "kernel thread" if p.kthread else "no address space"
+        if p.tgid == 1:
+            return "init"
+        if self.era.skip_disabled and self.adj(p) == OOM_DISABLE:
+            return "oom_adj -17 (OOM_DISABLE)"
+        return None
+
+    def points(self, p: Task, current_mems: frozenset[int] | None = None) -> int:
+        """The points of a candidate that is not skipped: badness() (legacy), oom_badness() (6.x; a task
+        running swapoff: LONG_MAX)."""
+        if self.era.scoring == "modern":
+            if p.oom_origin:
+                return LONG_MAX
+            b = self.modern_badness(p)
+            assert b is not None
+            return b
+        return self.badness(p, current_mems)
+
+    # ------------------------------------------------------------- the formulas, per task
+
+    def badness_inputs(self, p: Task, current_mems: frozenset[int] | None = None) -> LegacyInputs:
         """Gather what legacy badness() reads: the thread group's cpu time in 2.6.32, the thread's before."""
         mm = p.mm
         if self.era.per_process:
@@ -71,154 +184,119 @@ class KillerMixin:
             cpu = p.utime + p.stime
         children = p.children if p.is_leader else []
         return LegacyInputs(
-            oom_adj=self.get_adj(p),
+            oom_adj=self.adj(p),
             has_mm=mm is not None,
             total_vm=mm.total_vm if mm is not None else 0,
             oom_origin=p.oom_origin,
             children_vm=tuple(c.mm.total_vm for c in children if c.mm is not None and c.mm is not mm),
             cpu_jiffies=cpu,
-            uptime_s=int(self.uptime),
+            uptime_s=int(self.clock.uptime),
             start_time_s=int(p.start_time),
             nice=p.nice,
             cap_admin_or_resource=p.has_cap(CAP_SYS_ADMIN) or p.has_cap(CAP_SYS_RESOURCE),
             cap_rawio=p.has_cap(CAP_SYS_RAWIO),
             mems_intersect=current_mems is None or bool(p.mems & current_mems),
-            hz=self.hz,
+            hz=self.clock.hz,
         )
+
+    def badness(self, p: Task, current_mems: frozenset[int] | None = None) -> int:
+        """Legacy badness() of ``p``, as the specification computes it (kernel.badness)."""
+        return legacy_badness(self.badness_inputs(p, current_mems), adj_first=self.era.badness_adj_first)
+
+    def modern_badness(self, t: Task) -> int | None:
+        """6.x oom_badness(): None is LONG_MIN (unkillable); PF_OOM_ORIGIN is the selection's business."""
+        mm = t.mm
+        return modern_badness(ModernInputs(
+            unkillable=self.unkillable_reason(t) is not None,
+            rss=mm.rss if mm else 0, swap=mm.swap if mm else 0, pgtables_bytes=mm.pgtables if mm else 0,
+            oom_score_adj=t.signal.oom_score_adj, totalpages=self.memory.totalpages))
 
     # ------------------------------------------------------------ the cache
 
     # select_bad_process() keeps each candidate's score in Task.oom_points, valid while
-    # int(uptime) < Task.oom_until.  The scores read fields of the task, of its thread group
-    # (signal_struct, the other threads' cpu time), of its mm (which threads, a vfork child and
-    # clone(CLONE_VM) processes share) and of its children's mms.  So every place that changes
-    # one of those fields calls touch() or touch_mm(); tests/test_select_fast.py checks that no
-    # assignment in fakeproc/ lacks one, and that the cached choice is always the reference's.
+    # int(uptime) < Task.oom_until.  Every field a score reads forgets the scores that read it when it
+    # is set (task.py, Scored), so the cache is true by construction; what remains to check here is what
+    # no field holds: the era, HZ, the memory size, the clock (a score's run-time root) and the cpuset
+    # of the allocating task.
 
-    def touch(self: Machine, t: Task) -> None:
-        """t's fields changed: forget the cached scores that read them.
-
-        Those are t's own, its leader's (2.6.32's badness() sums the cpu time of every thread
-        of the group; the leader stands for the process in for_each_process()) and its parent's
-        (legacy badness() adds half of each child's total_vm, and skips a child sharing its mm).
-        """
-        t.oom_until = STALE
-        threads = t.signal.threads
-        leader = threads[0] if threads else t
-        leader.oom_until = STALE
-        parent = leader.parent
-        if parent is not None:
-            parent.oom_until = STALE
-
-    def touch_mm(self: Machine, mm: Mm, user: Task | None = None) -> None:
-        """mm's fields changed (memory, 2.6.31-rc's oom_adj): forget the scores of all its users.
-
-        When ``user`` is its only user (mm_users == 1) that is ``user`` alone; otherwise the
-        users (threads, a vfork child, clone(CLONE_VM) processes) are looked for at the next
-        selection, in one pass over every task.
-        """
-        if user is not None and user.mm is mm and mm.users == 1:
-            self.touch(user)
-        else:
-            self._oom_dirty_mms.add(mm)
-
-    def touch_all(self: Machine) -> None:
+    def forget_all(self) -> None:
         """Forget every cached score (a scenario was loaded, or something changed wholesale)."""
-        self._oom_key = None
+        self._key = None
 
-    def _revalidate(self: Machine, current_mems: frozenset[int] | None) -> int:
+    def _revalidate(self, current_mems: frozenset[int] | None) -> int:
         """The uptime below which a cached score stays valid in this selection: NEVER for none.
 
-        A score is only good for the era, HZ and memory size it was computed with, and for an
-        uptime not before the one it was computed at (mirror.py sets the clock from the real
-        one, which could be stepped back).  Another cpuset forgets only the scores it changes.
+        A score is only good for the era, HZ and memory size it was computed with, and for an uptime
+        not before the one it was computed at (run mode sets the clock from the real one, which could
+        be stepped back).  Another cpuset forgets only the scores it changes.
         """
-        uptime = int(self.uptime)
-        key = (self.era, self.hz, self.totalpages)
-        dirty = self._oom_dirty_mms
-        if key != self._oom_key or uptime < self._oom_uptime or uptime < 0:
-            self._oom_key = key
-            self._oom_mems = current_mems
-            self._oom_uptime = uptime
-            dirty.clear()
+        uptime = int(self.clock.uptime)
+        key = (self.era, self.clock.hz, self.memory.totalpages)
+        if key != self._key or uptime < self._uptime or uptime < 0:
+            self._key = key
+            self._mems = current_mems
+            self._uptime = uptime
             return NEVER
-        self._oom_uptime = uptime
-        if current_mems != self._oom_mems:
+        self._uptime = uptime
+        if current_mems != self._mems:
             self._change_cpuset(current_mems)
-        if dirty:
-            for t in self.tasks.values():
-                if t.mm in dirty:
-                    self.touch(t)
-            dirty.clear()
         return uptime
 
-    def _change_cpuset(self: Machine, current_mems: frozenset[int] | None) -> None:
+    def _change_cpuset(self, current_mems: frozenset[int] | None) -> None:
         """The allocating task's cpuset differs from the last selection's: forget the scores it changes.
 
-        A task's mems_allowed enters its score only through one question, whether it has a node
-        in common with the allocating task's (``None``: no cpuset, every task has): legacy
-        badness() divides by 8 when not, 6.x skips the task.  Where the two cpusets give the same
-        answer the score is the same, so only the tasks whose answer differs are scored again;
-        the answer is asked once per distinct mems set (usually one object, NODE0, shared by all).
+        A task's mems_allowed enters its score only through one question, whether it has a node in
+        common with the allocating task's (``None``: no cpuset, every task has): legacy badness()
+        divides by 8 when not, 6.x skips the task.  Where the two cpusets give the same answer the
+        score is the same, so only the tasks whose answer differs are scored again; the answer is asked
+        once per distinct mems set (usually one object, NODE0, shared by all).
         """
-        old, self._oom_mems = self._oom_mems, current_mems
-        tasks = self.tasks.values()
-        differ = {ms for ms in set(map(attrgetter("mems"), tasks))
+        old, self._mems = self._mems, current_mems
+        tasks = self.table.tasks.values()
+        differ = {ms for ms in set(map(attrgetter("_mems"), tasks))
                   if (old is None or bool(ms & old)) != (current_mems is None or bool(ms & current_mems))}
         if differ:
             for t in tasks:
-                if t.mems in differ:
+                if t._mems in differ:
                     t.oom_until = STALE
 
     # ---------------------------------------------------------------- choice
 
-    def _candidates(self: Machine) -> Iterator[Task]:
-        """for_each_process() (leaders) or do_each_thread() (every thread), in creation order."""
-        if self.era.per_process:
-            return self.iter_processes()
-        return iter([th for p in self.iter_processes() for th in list(p.signal.threads)])
-
-    def select_bad_process(self: Machine, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
+    def select(self, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
         """select_bad_process(): the era's choice over every candidate.
 
-        The hot loops below compute, inline, exactly what ``badness_inputs()``
-        + ``kernel.badness`` compute for one task (which stays the readable
-        specification, used by ``oom_score`` reads and by
-        ``select_bad_process_reference``; a property test holds the two equal),
-        and only for the candidates whose cached score is stale (see ``touch``):
-        a selection after a few changes costs one pass over cached integers.
+        The hot loops below compute, inline, exactly what :meth:`points` computes for one task
+        (the readable specification, used by ``oom_score`` reads and by :meth:`select_reference`;
+        a property test holds the two equal), and only for the candidates whose cached score is
+        stale: a selection after a few changes costs one pass over cached integers.  Whether a
+        task is a candidate at all is :meth:`skip_reason`'s answer, asked once per stale score.
         """
         valid_below = self._revalidate(current_mems)
         if self.era.scoring == "modern":
             return self._select_modern(current_mems, valid_below)
         return self._select_legacy(current_mems, valid_below)
 
-    def _select_modern(self: Machine, current_mems: frozenset[int] | None, valid_below: int
-                       ) -> tuple[Task, int] | None:
+    def _select_modern(self, current_mems: frozenset[int] | None, valid_below: int) -> tuple[Task, int] | None:
         # 6.x oom_evaluate_task() + oom_badness(), for_each_process(); no score depends on the clock
-        adj_unit = self.totalpages // 1000
+        adj_unit = self.memory.totalpages // 1000
         page_size = PAGE_SIZE
+        skip = self.skip_reason
         chosen: Task | None = None
         best = 0
-        for p in self.processes.values():
+        points: int | None
+        for p in self.table.processes.values():
             if p.oom_until > valid_below:
                 points = p.oom_points
             else:
-                mm = p.mm
-                if mm is None or p.tgid == 1 or p.kthread:
-                    points = None
-                elif current_mems is not None and not p.mems & current_mems:
-                    points = None  # oom_cpuset_eligible()
-                elif p.oom_origin:
+                if skip(p, current_mems) is not None:
+                    points = None  # never chosen
+                elif p._oom_origin:
                     points = LONG_MAX
                 else:
-                    adj = p.signal.oom_score_adj
-                    vfork_parent = p._vfork_parent  # the field behind Task.vfork_parent (a property)
-                    if adj == -1000 or (vfork_parent is not None and vfork_parent.mm is mm):
-                        points = None  # oom_badness() returns LONG_MIN: never chosen
-                    else:
-                        points = (mm.rss_anon + mm.rss_file + mm.rss_shmem + mm.swap + mm.pgtables // page_size
-                                  + adj * adj_unit)
+                    mm = p._mm
+                    assert mm is not None
+                    points = (mm._rss_anon + mm._rss_file + mm._rss_shmem + mm._swap + mm._pgtables // page_size
+                              + p._signal._oom_score_adj * adj_unit)
                 p.oom_points = points
                 p.oom_until = NEVER
             if points is None:
@@ -227,8 +305,7 @@ class KillerMixin:
                 chosen, best = p, points
         return None if chosen is None else (chosen, best)
 
-    def _select_legacy(self: Machine, current_mems: frozenset[int] | None, valid_below: int
-                       ) -> tuple[Task, int] | None:
+    def _select_legacy(self, current_mems: frozenset[int] | None, valid_below: int) -> tuple[Task, int] | None:
         # 2.6.31*/2.6.32 select_bad_process() + badness(), with the era's rules.
         #
         # badness() is  post(pre // int_sqrt(int_sqrt(run time >> 10)))  where ``pre`` (total_vm,
@@ -237,17 +314,20 @@ class KillerMixin:
         # << or >> oom_adj.  Floors of divisions by powers of two compose (x // 4 // 4 // 8 is
         # x >> 7), so for oom_adj <= 0 post() is one right shift ``s`` (a doubling cancels one
         # halving while it cannot overflow ULONG_MAX).  A score keeps ``pre << 5 | s`` in
-        # Task.oom_pre; when its run-time root steps (oom_until reached, nothing touched), the
+        # Task.oom_pre; when its run-time root steps (oom_until reached, nothing changed), the
         # new score is (pre // root) >> s, the full computation's result bit for bit.  Scores
         # with a doubling that could overflow, or a left shift (oom_adj > 0, which also turns 0
         # into 1), keep None there and are computed in full again.
         era = self.era
         home = era.adj_home
         adj_in_signal, adj_in_mm = home is AdjHome.SIGNAL, home is AdjHome.MM
-        per_process, adj_first = era.per_process, era.badness_adj_first
-        skip_disabled, first_eligible = era.skip_disabled, era.first_eligible
-        shift = SHIFT_HZ[self.hz] + 3
-        uptime = int(self.uptime)
+        per_process, first_eligible = era.per_process, era.first_eligible
+        # badness() of 2.6.31-rc/2.6.32 returns 0 at once for OOM_DISABLE (2.6.31 does not test it; its
+        # candidates at -17 are skipped before badness())
+        zero_disabled = era.badness_adj_first
+        skip = self.skip_reason
+        shift = SHIFT_HZ[self.clock.hz] + 3
+        uptime = int(self.clock.uptime)
         admin_or_resource, rawio = 1 << CAP_SYS_ADMIN | 1 << CAP_SYS_RESOURCE, 1 << CAP_SYS_RAWIO
         half_ulong = ULONG_MAX >> 1
         # a score whose oom_until was reached is recomputed from oom_pre; one made STALE by a
@@ -255,19 +335,22 @@ class KillerMixin:
         expired_above = STALE if valid_below < NEVER else NEVER
         roots: dict[float, tuple[int, int]] = {}  # start_time -> _run_root() at this uptime
         memo_size = ROOT_MEMO_SIZE
-        if per_process or len(self.tasks) == len(self.processes):
+        table = self.table
+        candidates: Iterable[Task]
+        if per_process or len(table.tasks) == len(table.processes):
             # for_each_process(); or do_each_thread() where no process has a second thread
-            candidates: Iterable[Task] = self.processes.values()
+            candidates = table.processes.values()
         else:  # do_each_thread(): a process's threads in creation order, then the next process
-            candidates = [th for p in self.processes.values() for th in p.signal.threads]
+            candidates = [th for p in table.processes.values() for th in p._signal.threads]
         chosen: Task | None = None
         best = 0
+        points: int | None
         for p in candidates:
             until = p.oom_until
             if until > valid_below:
                 points = p.oom_points
             elif until > expired_above and (pre := p.oom_pre) is not None:  # the run-time root stepped
-                start = p.start_time
+                start = p._start_time
                 r = roots.get(start)
                 if r is None:
                     if len(roots) >= memo_size:  # many distinct start times: keep the memo small
@@ -280,51 +363,52 @@ class KillerMixin:
             else:  # score p, and keep the score with the uptime at which it would change
                 until = NEVER
                 pre = None
-                mm = p.mm
-                if mm is None or p.tgid == 1:
-                    points = None  # kernel threads, a released mm; the init task
+                if skip(p, current_mems) is not None:
+                    points = None
                 else:
-                    adj = p.signal.oom_adj if adj_in_signal else mm.oom_adj if adj_in_mm else p.oom_adj
-                    if adj == OOM_DISABLE and (skip_disabled or adj_first):
-                        points = None if skip_disabled else 0
-                    elif p.oom_origin:
+                    mm = p._mm
+                    assert mm is not None
+                    adj = p._signal._oom_adj if adj_in_signal else mm._oom_adj if adj_in_mm else p._oom_adj
+                    if adj == OOM_DISABLE and zero_disabled:
+                        points = 0
+                    elif p._oom_origin:
                         points = ULONG_MAX
                     else:
-                        points = mm.total_vm
+                        points = mm._total_vm
                         children = p.children
                         if children and p.tgid == p.tid:
                             for c in children:
-                                cm = c.mm
+                                cm = c._mm
                                 if cm is not None and cm is not mm:
-                                    points += cm.total_vm // 2 + 1
+                                    points += cm._total_vm // 2 + 1
                         if per_process:
-                            sig = p.signal
+                            sig = p._signal
                             threads = sig.threads
                             if len(threads) == 1:
-                                cpu = sig.dead_cputime + p.utime + p.stime
+                                cpu = sig._dead_cputime + p._utime + p._stime
                             else:
-                                cpu = sig.dead_cputime
+                                cpu = sig._dead_cputime
                                 for th in threads:
-                                    cpu += th.utime + th.stime
+                                    cpu += th._utime + th._stime
                         else:
-                            cpu = p.utime + p.stime
+                            cpu = p._utime + p._stime
                         cpu >>= shift
                         if cpu:
                             points //= isqrt(cpu)
-                        start = p.start_time
+                        start = p._start_time
                         r = roots.get(start)
                         if r is None:
                             if len(roots) >= memo_size:
                                 roots.clear()
                             r = roots[start] = _run_root(uptime, start)
                         root, until = r
-                        caps = p.caps
+                        caps = p._caps
                         s = 2 if caps & admin_or_resource else 0  # / 4
                         if caps & rawio:
                             s += 2  # / 4
-                        if current_mems is not None and not p.mems & current_mems:
+                        if current_mems is not None and not p._mems & current_mems:
                             s += 3  # / 8
-                        nice = p.nice
+                        nice = p._nice
                         if nice <= 0 and adj <= 0:
                             s -= adj
                             pre = points << 5 | s
@@ -347,150 +431,143 @@ class KillerMixin:
                 p.oom_until = until
                 p.oom_pre = pre
             if points is None:
-                continue  # not a candidate, or skipped at OOM_DISABLE
+                continue  # not a candidate
             if points > best or (first_eligible and chosen is None):  # the first of equal scores wins
                 chosen, best = p, points
         return None if chosen is None else (chosen, best)
 
-    def select_bad_process_reference(self: Machine, current_mems: frozenset[int] | None = None
-                                     ) -> tuple[Task, int] | None:
-        """The same choice, one ``badness()`` call per candidate: the specification the loops follow."""
+    def rank(self, current_mems: frozenset[int] | None = None) -> list[Candidate]:
+        """Every candidate in the walking order with its points, or why it was passed over: what the
+        loops above decide, one task at a time (``oom --dry-run``, and the specification the property
+        tests hold the loops to)."""
+        out = []
+        for p in self.candidates():
+            why = self.skip_reason(p, current_mems)
+            out.append(Candidate(p, None if why else self.points(p, current_mems), why))
+        return out
+
+    def select_reference(self, current_mems: frozenset[int] | None = None) -> tuple[Task, int] | None:
+        """The same choice as :meth:`select`, from :meth:`rank`: the era's comparison over the candidates."""
         era = self.era
         chosen: Task | None = None
-        best: int | None = None
-        for p in self._candidates():
-            if era.scoring == "modern":  # oom_evaluate_task()
-                if p.tgid == 1 or p.kthread:
-                    continue
-                if current_mems is not None and not p.mems & current_mems:
-                    continue  # oom_cpuset_eligible()
-                if p.oom_origin and p.mm is not None:
-                    points = LONG_MAX
-                else:
-                    b = self.modern_badness(p)
-                    if b is None or (best is not None and b < best):
-                        continue
-                    points = b
-                if best is None or points >= best:
-                    chosen, best = p, points
+        best = 0
+        for c in self.rank(current_mems):
+            if c.points is None:
                 continue
-            if p.mm is None or p.tgid == 1:  # kernel threads, released mm; the init task
-                continue
-            if era.skip_disabled and self.get_adj(p) == OOM_DISABLE:
-                continue
-            points = self.badness(p, current_mems)
-            if points > (best or 0) or (era.first_eligible and chosen is None) or (
-                    era.ties_replace and chosen is not None and points == best):
-                chosen, best = p, points
-        return None if chosen is None else (chosen, best or 0)
+            if chosen is None:
+                if c.points > 0 or era.first_eligible or era.ties_replace:
+                    chosen, best = c.task, c.points
+            elif c.points > best or (era.ties_replace and c.points == best):
+                chosen, best = c.task, c.points
+        return None if chosen is None else (chosen, best)
 
     # ------------------------------------------------------------------ kill
 
-    def _refuses(self: Machine, p: Task) -> bool:
+    def _refuses(self, p: Task) -> bool:
         """oom_kill_task() returning 1: the chosen task may not be killed."""
         rule = self.era.refusal
-        if p.mm is None:
+        mm = p.mm
+        if mm is None:
             return True
         if rule is Refusal.MM_DISABLED:
-            return p.mm.oom_adj == OOM_DISABLE
+            return mm.oom_adj == OOM_DISABLE
         if rule is Refusal.ANY_SHARER_DISABLED:
-            return any(q.mm is p.mm and q.oom_adj == OOM_DISABLE for q in self.tasks.values())
+            return any(q.oom_adj == OOM_DISABLE for q in mm.users)
         if rule is Refusal.PROCESS_DISABLED:
             return p.signal.oom_adj == OOM_DISABLE
         return False
 
-    def _kill(self: Machine, p: Task, killed: list[Task]) -> None:
+    def _kill(self, p: Task, killed: list[Task]) -> None:
         """SIGKILL to p's thread group, then (per era) to the others sharing its mm."""
         mm = p.mm
-        victim_group = p.leader
-        killed.extend(self._exit_group(victim_group))
-        if self.era.sharers is Sharers.NONE or mm is None:
-            return
-        for q in list(self.iter_processes()):
-            if not any(th.mm is mm for th in q.signal.threads):
+        sharers = self.table.sharers(mm) if mm is not None and self.era.sharers is not Sharers.NONE else []
+        killed.extend(self.table.exit_group(p.leader))
+        for q in sharers:
+            if q.tgid == p.tgid:
                 continue
             if self.era.sharers is Sharers.USER:
                 if q.tgid == 1:
-                    self.printk(f"oom killer {p.tgid} ({p.comm}) has mm pinned by {q.tgid} ({q.comm})")
+                    self.klog.printk(f"oom killer {p.tgid} ({p.comm}) has mm pinned by {q.tgid} ({q.comm})")
                     continue
                 if q.kthread:
                     continue
             elif q.tgid == 1:
                 # 2.6.31*: force_sig(SIGKILL) reaches init too (a vfork child of init shares its mm):
                 # init dies and do_exit() panics
-                self.printk("Kernel panic - not syncing: Attempted to kill init!")
-                self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on "
-                            "and init lives")
+                self.klog.printk("Kernel panic - not syncing: Attempted to kill init!")
+                self.klog.printk("fakeproc: the real kernel would have stopped here; the simulation goes on "
+                                 "and init lives")
                 continue
-            killed.extend(self._exit_group(q))
+            killed.extend(self.table.exit_group(q))
 
-    def _header(self: Machine, current: Caller, gfp: str) -> None:
-        self.printk(f"{current.comm} invoked oom-killer: gfp_mask={gfp}, order=0, "
-                    f"{self.era.header_adj_word}={current.oom_adj}")
+    def _header(self, current: Caller, gfp: str) -> None:
+        self.klog.printk(f"{current.comm} invoked oom-killer: gfp_mask={gfp}, order=0, "
+                         f"{self.era.header_adj_word}={current.oom_adj}")
 
-    def out_of_memory(self: Machine, current: Caller, sysrq: bool = False,
+    def out_of_memory(self, current: Caller, sysrq: bool = False,
                       current_mems: frozenset[int] | None = None) -> OomResult:
         """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run.
 
-        Observers (run mode's mirror) see it before (to bring every real
-        process in) and after (to send the real SIGKILL).
+        Observers (run mode's mirror) see it before (to bring every real process in) and after (to
+        send the real SIGKILL).
         """
         for o in self.observers:
             o.before_oom()
         result = self._out_of_memory(current, sysrq, current_mems)
-        self.note("oom", current=current.pid, comm=current.comm, sysrq=sysrq,
-                  victim=result.victim.tid if result.victim is not None else None,
-                  killed=[t.tid for t in result.killed if t.is_leader], livelock=result.livelock,
-                  nothing_killable=result.nothing_killable)
+        self.journal.note("oom", current=current.pid, comm=current.comm, sysrq=sysrq,
+                          victim=result.victim.tid if result.victim is not None else None,
+                          killed=[t.tid for t in result.killed if t.is_leader], livelock=result.livelock,
+                          nothing_killable=result.nothing_killable)
         for t in result.killed:
             if t.is_leader:
-                self.note("kill", pid=t.tgid, comm=t.comm, tids=[th.tid for th in result.killed if th.tgid == t.tgid])
+                self.journal.note("kill", pid=t.tgid, comm=t.comm,
+                                  tids=[th.tid for th in result.killed if th.tgid == t.tgid])
         for o in self.observers:
             o.after_oom(result)
         return result
 
-    def _out_of_memory(self: Machine, current: Caller, sysrq: bool,
-                       current_mems: frozenset[int] | None) -> OomResult:
+    def _out_of_memory(self, current: Caller, sysrq: bool, current_mems: frozenset[int] | None) -> OomResult:
         era = self.era
+        printk = self.klog.printk
         gfp = era.gfp_sysrq if sysrq else era.gfp_fault
         message = "Out of memory"
         killed: list[Task] = []
         if era.log_style == "modern":
-            sel = self.select_bad_process(current_mems)
+            sel = self.select(current_mems)
             if sel is None:
                 self._header(current, gfp)
-                self.printk("Out of memory and no killable processes...")
+                printk("Out of memory and no killable processes...")
                 if not sysrq:
-                    self.printk("Kernel panic - not syncing: System is deadlocked on memory")
-                    self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
+                    printk("Kernel panic - not syncing: System is deadlocked on memory")
+                    printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
                 return OomResult(killed, None, False, True)
             p, _ = sel
             self._header(current, gfp)
             mm = p.mm
+            assert mm is not None
             k = PAGE_SIZE // 1024
-            self.printk(f"{message}: Killed process {p.tgid} ({p.comm}) total-vm:{mm.total_vm * k}kB, "
-                        f"anon-rss:{mm.rss_anon * k}kB, file-rss:{mm.rss_file * k}kB, "
-                        f"shmem-rss:{mm.rss_shmem * k}kB, UID:{p.uid} pgtables:{mm.pgtables // 1024}kB "
-                        f"oom_score_adj:{p.signal.oom_score_adj}")
+            printk(f"{message}: Killed process {p.tgid} ({p.comm}) total-vm:{mm.total_vm * k}kB, "
+                   f"anon-rss:{mm.rss_anon * k}kB, file-rss:{mm.rss_file * k}kB, "
+                   f"shmem-rss:{mm.rss_shmem * k}kB, UID:{p.uid} pgtables:{mm.pgtables // 1024}kB "
+                   f"oom_score_adj:{p.signal.oom_score_adj}")
             self._kill(p, killed)
             return OomResult(killed, p, False, False)
 
         refused: set[int] = set()
         while True:  # __out_of_memory(): retry while oom_kill_process() refuses
-            sel = self.select_bad_process(current_mems)
+            sel = self.select(current_mems)
             if sel is None:
-                self.printk("Kernel panic - not syncing: Out of memory and no killable processes...")
-                self.printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
+                printk("Kernel panic - not syncing: Out of memory and no killable processes...")
+                printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
                 return OomResult(killed, None, False, True)
             p, points = sel
             if p.tid in refused:
-                self.printk(f"fakeproc: livelock: select_bad_process() chose {p.tid} ({p.comm}) again and "
-                            f"oom_kill_task() refused it again ({era.refusal.value}); the real kernel "
-                            "retries forever here and the machine hangs")
+                printk(f"fakeproc: livelock: select_bad_process() chose {p.tid} ({p.comm}) again and "
+                       f"oom_kill_task() refused it again ({era.refusal.value}); the real kernel "
+                       "retries forever here and the machine hangs")
                 return OomResult(killed, None, True, False)
             self._header(current, gfp)
-            self.printk(f"{message}: kill process {p.tid} ({p.comm}) score {_as_signed_long(points)} "
-                        "or a child")
+            printk(f"{message}: kill process {p.tid} ({p.comm}) score {_as_signed_long(points)} or a child")
             victim = None
             if era.child_first:
                 for c in list(p.children if p.is_leader else []):
@@ -501,7 +578,15 @@ class KillerMixin:
             if victim is None and not self._refuses(p):
                 victim = p
             if victim is not None:
-                self.printk(f"Killed process {victim.tid} ({victim.comm})")
+                printk(f"Killed process {victim.tid} ({victim.comm})")
                 self._kill(victim, killed)
                 return OomResult(killed, victim, False, False)
             refused.add(p.tid)
+
+    def sysrq(self, key: bytes, current: Caller) -> None:
+        """drivers/char/sysrq.c write_sysrq_trigger(): the first byte is the key; 'f' is moom_callback()."""
+        if key == b"f":
+            self.klog.printk(f"{self.era.sysrq_prefix}Manual OOM execution")
+            self.out_of_memory(current, sysrq=True)
+        elif key and key not in b"\n":
+            self.klog.printk(f"{self.era.sysrq_prefix}HELP : fakeproc simulates only 'f' (manual OOM), not {key!r}")

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import logging
 
+from .clock import Clock
+from .journal import Journal
+
 log = logging.getLogger(__name__)
 
 
 class KernelLog:
     """printk() with the simulated clock's timestamp, kept in memory.
 
-    Lines are also passed to :mod:`logging` so the daemon's own log shows them.
+    Each line is also a ``kernel`` event of the change stream, and goes to :mod:`logging` so the
+    daemon's own log shows it.
     """
 
-    __slots__ = ("records",)
+    __slots__ = ("records", "clock", "journal")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock, journal: Journal) -> None:
         self.records: list[tuple[float, str]] = []
+        self.clock = clock
+        self.journal = journal
 
-    def printk(self, uptime: float, text: str) -> str:
+    def printk(self, text: str) -> str:
+        uptime = self.clock.uptime
         self.records.append((uptime, text))
+        self.journal.record(uptime, "kernel", text=text)
         line = format_record(uptime, text)
         log.info("kernel: %s", line)
         return line
+
+    def since(self, count: int) -> list[str]:
+        """The lines printed after the first ``count`` records, formatted (what a verb prints of its own doing)."""
+        return [format_record(t, s) for t, s in self.records[count:]]
 
     def text(self) -> str:
         return "".join(format_record(t, s) + "\n" for t, s in self.records)

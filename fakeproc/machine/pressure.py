@@ -21,17 +21,15 @@ that does not fit.  The clock charges no CPU time (``ctl cpu`` does).
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from math import floor
-from typing import TYPE_CHECKING
 
+from .clock import Clock
 from .errors import MachineError
-from .killer import OomResult
-from .task import PAGE_SIZE, Caller, Mm, Task
-
-if TYPE_CHECKING:
-    from .machine import Machine
-
+from .journal import Journal
+from .killer import OomKiller, OomResult
+from .memory import Memory
+from .table import ProcessTable
+from .task import PAGE_SIZE, Caller, Task
 
 #: a billionth of a page: what float rounding of split steps may lose, forgiven so that pages add up
 EPSILON = 1e-9
@@ -51,33 +49,33 @@ class Allocator:
         return floor(self.carry + self.rate * dt + EPSILON)
 
 
-class PressureMixin:
-    # ---------------------------------------------------------------- memory
+class Pressure:
+    """The allocating processes, and the clock that makes them allocate."""
 
-    def address_spaces(self: Machine) -> Iterator[Mm]:
-        """Every address space once (threads and vfork children share one)."""
-        seen: set[int] = set()
-        for t in self.tasks.values():
-            mm = t.mm
-            if mm is not None and id(mm) not in seen:
-                seen.add(id(mm))
-                yield mm
+    def __init__(self, table: ProcessTable, memory: Memory, killer: OomKiller, clock: Clock,
+                 journal: Journal) -> None:
+        self.table = table
+        self.memory = memory
+        self.killer = killer
+        self.clock = clock
+        self.journal = journal
+        self.allocators: dict[int, Allocator] = {}  # pid -> allocation rate
+        table.watchers.append(self._released)
 
-    def free_pages(self: Machine) -> tuple[int, int]:
-        """(free RAM, free swap) in pages: what the allocator has left before it calls the killer."""
-        rss = swap = 0
-        for mm in self.address_spaces():
-            rss += mm.rss_anon + mm.rss_file + mm.rss_shmem
-            swap += mm.swap
-        return max(0, self.ram_pages - rss), max(0, self.swap_pages - swap)
+    def _released(self, t: Task, gone: bool) -> None:
+        if gone and t.is_leader:
+            self.allocators.pop(t.tgid, None)  # an exited process allocates no more
 
-    def set_alloc_rate(self: Machine, pid: int, nbytes_per_s: float) -> Task:
-        """Process ``pid`` allocates ``nbytes_per_s`` bytes per simulated second from now on (0: stops)."""
-        t = self.process(pid)
+    def stop(self, pid: int) -> None:
+        """exec(): a new program; the old one's allocation stops."""
+        self.allocators.pop(pid, None)
+
+    def set_rate(self, t: Task, nbytes_per_s: float) -> None:
+        """Process ``t`` allocates ``nbytes_per_s`` bytes per simulated second from now on (0: stops)."""
         if nbytes_per_s < 0:
             raise MachineError(errno.EINVAL, "an allocation rate cannot be negative (use shrink to free)")
         if nbytes_per_s and t.mm is None:
-            raise MachineError(errno.EINVAL, f"{pid} has no address space (kernel thread)")
+            raise MachineError(errno.EINVAL, f"{t.tgid} has no address space (kernel thread)")
         if nbytes_per_s:
             old = self.allocators.get(t.tgid)
             a = self.allocators[t.tgid] = Allocator(nbytes_per_s / PAGE_SIZE)
@@ -85,34 +83,29 @@ class PressureMixin:
                 a.carry = old.carry
         else:
             self.allocators.pop(t.tgid, None)
-        self.note("alloc", pid=t.tgid, rate=nbytes_per_s)
-        return t
+        self.journal.note("alloc", pid=t.tgid, rate=nbytes_per_s)
 
-    def alloc_rate(self: Machine, pid: int) -> float:
+    def rate(self, pid: int) -> float:
         """Bytes per simulated second that ``pid`` allocates (0 if none)."""
         a = self.allocators.get(pid)
         return a.rate * PAGE_SIZE if a is not None else 0.0
 
     # ----------------------------------------------------------------- clock
 
-    def tick(self: Machine, seconds: float) -> float:
-        """Move the clock by ``seconds``; allocators allocate, and the killer runs when memory runs out."""
-        if seconds < 0:
-            raise MachineError(errno.EINVAL, "the clock does not go back")
-        self.run_clock(seconds)
-        return self.uptime
-
-    def run_clock(self: Machine, seconds: float) -> list[OomResult]:
-        """tick() itself: returns what each OOM call the allocation caused did."""
-        end = self.uptime + seconds
+    def run_clock(self, seconds: float) -> list[OomResult]:
+        """Move the clock by ``seconds``: allocators allocate, the killer runs when memory runs out.
+        Returns what each OOM call the allocation caused did."""
+        clock = self.clock
+        end = clock.uptime + seconds
         results: list[OomResult] = []
+        processes = self.table.processes
         while True:
-            live = [(self.processes[pid], a) for pid, a in self.allocators.items()
-                    if pid in self.processes and self.processes[pid].mm is not None]
-            remaining = end - self.uptime
+            live = [(processes[pid], a) for pid, a in self.allocators.items()
+                    if pid in processes and processes[pid].mm is not None]
+            remaining = end - clock.uptime
             if not live or remaining <= 0:
                 break
-            ram_free, swap_free = self.free_pages()
+            ram_free, swap_free = self.memory.free_pages()
             room = ram_free + swap_free
             if sum(a.due(remaining) for _, a in live) <= room:
                 self._allocate(live, remaining, ram_free)
@@ -130,15 +123,15 @@ class PressureMixin:
             stepping = [(t, a) for t, a in live if a.due(hi) > a.due(lo)] or live
             current = max(stepping, key=lambda ta: (ta[1].rate, -ta[0].tgid))[0]
             self._allocate(live, lo, ram_free)
-            self.uptime += lo
+            clock.uptime += lo
             result = self._allocation_failed(current)
             results.append(result)
             if not result.killed:  # nothing could be killed: the allocators stay blocked
                 break
-        self.uptime = max(self.uptime, end)
+        clock.uptime = max(clock.uptime, end)
         return results
 
-    def _allocate(self: Machine, live: list[tuple[Task, Allocator]], dt: float, ram_free: int) -> None:
+    def _allocate(self, live: list[tuple[Task, Allocator]], dt: float, ram_free: int) -> None:
         """Give every allocator what it asked for in ``dt``: free RAM first, then its own pages go to swap."""
         for t, a in live:
             want = a.carry + a.rate * dt
@@ -153,12 +146,8 @@ class PressureMixin:
             mm.total_vm += n
             mm.rss_anon += in_ram
             mm.swap += n - in_ram  # a new page resident, an old one of its own swapped out
-            self.touch_mm(mm, t)  # the killer's cached scores read these
 
-    def _allocation_failed(self: Machine, t: Task) -> OomResult:
+    def _allocation_failed(self, t: Task) -> OomResult:
         """__alloc_pages_slowpath() gives up: out_of_memory() with ``t`` as current."""
-        self.note("alloc_failed", pid=t.tgid, comm=t.comm)
-        return self.out_of_memory(Caller(t.tgid, t.uid, t.comm, self.get_adj(t)), current_mems=t.mems)
-
-
-__all__ = ["Allocator", "PressureMixin"]
+        self.journal.note("alloc_failed", pid=t.tgid, comm=t.comm)
+        return self.killer.out_of_memory(Caller(t.tgid, t.uid, t.comm, self.killer.adj(t)), current_mems=t.mems)

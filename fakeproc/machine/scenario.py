@@ -88,7 +88,6 @@ from ..kernel.eras import (
 )
 from ..units import format_clock, format_size, parse_clock, parse_duration, parse_rate, parse_size
 from .errors import MachineError
-from .journal import Journal
 from .machine import Machine
 from .task import PAGE_SIZE, Mm, SignalStruct, Task
 
@@ -296,11 +295,11 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
             m.log.records.append((parse_duration(rec.get("time", 0)), rec["text"]))
         except ValueError as e:
             raise ScenarioError(f"{name}: dmesg record #{i + 1}: {e}") from e
-    m.journal = Journal()  # the change stream starts with the machine: loading is not a change
+    m.journal.clear()  # the change stream starts with the machine: loading is not a change
     for when, text in m.log.records:
         m.journal.record(when, "kernel", text=text)
     # score every candidate now, as part of loading (a second at a million processes, a fraction of
-    # the load): the first OOM selection then costs what any later one does (see KillerMixin.touch)
+    # the load): the first OOM selection then costs what any later one does (see killer.py)
     m.select_bad_process()
     return m
 
@@ -368,7 +367,7 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         if t.mm is None:
             raise ScenarioError("multiprocess: a kernel thread has no address space")
         t.mm.multiprocess = True
-    t.nice = int(spec.get("nice", t.nice if t.mm is not None and t.mm.users > 1 else 0))
+    t.nice = int(spec.get("nice", t.nice if t.mm is not None and len(t.mm.users) > 1 else 0))
     t.caps = _caps(spec.get("caps"), uid, where)
     start = _shared(parse_duration(spec.get("start", 0)))
     if start > m.uptime:
@@ -396,7 +395,6 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         if {"cpu", "sys_cpu"} & set(spec):
             raise ScenarioError("cpu/sys_cpu (spread over the threads) and utime/stime (jiffies) exclude each other")
         t.utime, t.stime = _count(spec, "utime"), _count(spec, "stime")
-        m.touch(t)  # the OOM killer's cached scores read these fields
         return
     utime = int(parse_duration(spec.get("cpu", 0)) * m.hz)
     stime = int(parse_duration(spec.get("sys_cpu", 0)) * m.hz)
@@ -406,7 +404,6 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         share_u, share_s = utime // len(threads_now), stime // len(threads_now)
         th.utime = _shared(share_u + (utime % len(threads_now) if i == 0 else 0))
         th.stime = _shared(share_s + (stime % len(threads_now) if i == 0 else 0))
-        m.touch(th)  # the OOM killer's cached scores read these fields
 
 
 def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
@@ -424,8 +421,9 @@ def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
         in_vfork = spec.get("in_vfork", True)
         if not isinstance(in_vfork, bool):
             raise ScenarioError("in_vfork must be true or false")
+        if t.mm is None:
+            raise ScenarioError("a kernel thread has no address space to share")
         t.vfork_parent = _exited_task(_count(spec, "vfork_parent_exited"), t.mm if in_vfork else Mm())
-    m.touch(t)
 
 
 def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None:
@@ -459,7 +457,6 @@ def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None
             raise ScenarioError(f"thread {th.tid}: oom_adj must be -17 or -16..15")
         if m.era.adj_home is AdjHome.TASK:  # elsewhere the process's value applies
             th.oom_adj = adj
-    m.touch(th)
 
 
 def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
@@ -569,8 +566,9 @@ def _dump_order(m: Machine) -> list[Task]:
         out = []
         if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent:
             out.append(p.parent)
-        if _alive(m, p.vfork_parent):
-            out.append(p.vfork_parent.leader)
+        vp = p.vfork_parent
+        if vp is not None and _alive(m, vp):
+            out.append(vp.leader)
         return out
 
     done: set[int] = set()

@@ -1,97 +1,189 @@
 """The kernel objects the OOM rules talk about: task, signal_struct, mm_struct.
 
-They are kept apart as in the kernel because the eras differ exactly in which
-of them holds ``oom_adj`` and in who shares which object after fork, vfork,
-clone of a thread and exec.
+They are kept apart as in the kernel because the eras differ exactly in which of them holds
+``oom_adj`` and in who shares which object after fork, vfork, clone of a thread and exec.
+
+The OOM killer caches each candidate's score on the task (``oom_points``, valid while the uptime is
+below ``oom_until``; see ``killer.py``).  Every field a score reads is a :class:`Scored` attribute:
+assigning it forgets the cached scores that read it, so no code can change a score's input and
+leave a stale score behind.  Which scores read a field:
+
+- a task's own fields: its own score, its thread-group leader's (2.6.32 sums the cpu time of every
+  thread; the leader stands for its process) and its parent's (legacy ``badness()`` adds half of
+  each child's ``total_vm`` and skips a child that shares its mm): :func:`stale`;
+- a ``signal_struct``'s: its leader's (and so its parent's);
+- an ``mm_struct``'s: those of every task using it (threads, a vfork child, ``clone(CLONE_VM)``
+  processes: ``Mm.users``).
+
+The hot selection loops read the slots behind these attributes (``_nice``...) directly.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from ..kernel.caps import CAP_ALL
 
 PAGE_SIZE = 4096
 NODE0: frozenset[int] = frozenset({0})  # the default mems_allowed, one object shared by every task
 
-#: ``Task.oom_until`` of a cached OOM score that must be computed again (see ``KillerMixin.touch``)
+#: ``Task.oom_until`` of a cached OOM score that must be computed again
 STALE = -1
 #: ``Task.oom_until`` of a cached OOM score that no tick of the clock can change
 NEVER = 1 << 62
+#: TASK_COMM_LEN - 1: the bytes of a task's name (the kernel keeps 16 with the NUL)
+COMM_LEN = 15
+
+T = TypeVar("T")
+
+
+class Scored(Generic[T]):
+    """An attribute a cached OOM score reads: stored in the slot ``_NAME``; setting it calls ``forget``
+    on the object (which forgets the scores that read it)."""
+
+    __slots__ = ("forget", "get", "put")
+
+    def __init__(self, forget: Callable[[Any], None]) -> None:
+        self.forget = forget
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        slot = owner.__dict__["_" + name]  # the member descriptor __slots__ made
+        self.get, self.put = slot.__get__, slot.__set__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Scored[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type) -> Any:
+        return self if obj is None else self.get(obj, owner)
+
+    def __set__(self, obj: object, value: T) -> None:
+        self.put(obj, value)
+        self.forget(obj)
+
+
+def stale(t: Task) -> None:
+    """t's fields changed: forget the cached scores that read them (its own, its leader's, its parent's)."""
+    t.oom_until = STALE
+    threads = t._signal.threads
+    leader = threads[0] if threads else t
+    leader.oom_until = STALE
+    parent = leader._parent
+    if parent is not None:
+        parent.oom_until = STALE
+
+
+def _stale_users(mm: Mm) -> None:
+    for t in mm.users:
+        stale(t)
+
+
+def _stale_leader(sig: SignalStruct) -> None:
+    if sig.threads:
+        stale(sig.threads[0])
 
 
 class Mm:
     """mm_struct: an address space, shared by threads and by a vfork child."""
 
-    __slots__ = ("total_vm", "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables", "oom_adj", "users",
+    __slots__ = ("_total_vm", "_rss_anon", "_rss_file", "_rss_shmem", "_swap", "_pgtables", "_oom_adj", "users",
                  "multiprocess")
+
+    total_vm: Scored[int] = Scored(_stale_users)  # pages
+    rss_anon: Scored[int] = Scored(_stale_users)  # pages
+    rss_file: Scored[int] = Scored(_stale_users)
+    rss_shmem: Scored[int] = Scored(_stale_users)
+    swap: Scored[int] = Scored(_stale_users)  # swap entries (pages)
+    pgtables: Scored[int] = Scored(_stale_users)  # bytes
+    oom_adj: Scored[int] = Scored(_stale_users)  # 2.6.31-rc keeps oom_adj here
 
     def __init__(self, total_vm: int = 0, rss_anon: int = 0, rss_file: int = 0, rss_shmem: int = 0,
                  swap: int = 0, pgtables: int = 0, oom_adj: int = 0) -> None:
-        self.total_vm = total_vm  # pages
-        self.rss_anon = rss_anon  # pages
-        self.rss_file = rss_file
-        self.rss_shmem = rss_shmem
-        self.swap = swap  # swap entries (pages)
-        self.pgtables = pgtables  # bytes
-        self.oom_adj = oom_adj  # 2.6.31-rc keeps oom_adj here
-        self.users = 0  # tasks using it (mm_users)
+        self._total_vm = total_vm
+        self._rss_anon = rss_anon
+        self._rss_file = rss_file
+        self._rss_shmem = rss_shmem
+        self._swap = swap
+        self._pgtables = pgtables
+        self._oom_adj = oom_adj
+        #: the tasks using it (mm_users), kept by the process table: threads, a vfork child, clone(CLONE_VM)
+        #: processes
+        self.users: list[Task] = []
         self.multiprocess = False  # MMF_MULTIPROCESS: shared by clone(CLONE_VM) without CLONE_VFORK
 
     def copy(self) -> Mm:
         """dup_mm() at fork: the child's address space starts as a copy."""
-        return Mm(self.total_vm, self.rss_anon, self.rss_file, self.rss_shmem, self.swap,
-                  self.pgtables, self.oom_adj)
+        return Mm(self._total_vm, self._rss_anon, self._rss_file, self._rss_shmem, self._swap, self._pgtables,
+                  self._oom_adj)
 
     @property
     def rss(self) -> int:
-        return self.rss_anon + self.rss_file + self.rss_shmem
+        return self._rss_anon + self._rss_file + self._rss_shmem
 
 
 class SignalStruct:
     """signal_struct: what the threads of one process (thread group) share."""
 
-    __slots__ = ("oom_adj", "oom_score_adj", "oom_score_adj_min", "threads", "dead_cputime")
+    __slots__ = ("_oom_adj", "_oom_score_adj", "oom_score_adj_min", "threads", "_dead_cputime")
+
+    oom_adj: Scored[int] = Scored(_stale_leader)  # 2.6.32
+    oom_score_adj: Scored[int] = Scored(_stale_leader)  # 6.x
+    dead_cputime: Scored[int] = Scored(_stale_leader)  # jiffies of threads that exited (thread_group_cputime)
 
     def __init__(self, oom_adj: int = 0, oom_score_adj: int = 0, oom_score_adj_min: int = 0) -> None:
-        self.oom_adj = oom_adj  # 2.6.32
-        self.oom_score_adj = oom_score_adj  # 6.x
+        self._oom_adj = oom_adj
+        self._oom_score_adj = oom_score_adj
         self.oom_score_adj_min = oom_score_adj_min
-        self.threads: list[Task] = []  # leader first
-        self.dead_cputime = 0  # jiffies of threads that exited (thread_group_cputime)
+        self.threads: list[Task] = []  # leader first; kept by the process table
+        self._dead_cputime = 0
 
 
 class Task:
-    """task_struct: one thread.  A process is its thread group, led by ``leader``."""
+    """task_struct: one thread.  A process is its thread group, led by ``leader``.
+
+    Created and linked (thread lists, children, mm users) by the process table only.
+    """
 
     __slots__ = (
-        "tid", "tgid", "comm", "uid", "gid", "nice", "caps", "utime", "stime", "start_time",
-        "mm", "signal", "parent", "children", "_vfork_parent", "vfork_children", "kthread", "oom_origin",
-        "oom_adj", "mems", "oom_points", "oom_until", "oom_pre",
+        "tid", "tgid", "comm", "uid", "gid", "_nice", "_caps", "_utime", "_stime", "_start_time",
+        "_mm", "_signal", "_parent", "children", "_vfork_parent", "vfork_children", "_kthread", "_oom_origin",
+        "_oom_adj", "_mems", "oom_points", "oom_until", "oom_pre",
     )
+
+    nice: Scored[int] = Scored(stale)
+    caps: Scored[int] = Scored(stale)  # effective capability set
+    utime: Scored[int] = Scored(stale)  # jiffies
+    stime: Scored[int] = Scored(stale)
+    start_time: Scored[float] = Scored(stale)  # seconds since boot
+    kthread: Scored[bool] = Scored(stale)
+    oom_origin: Scored[bool] = Scored(stale)  # PF_OOM_ORIGIN: running swapoff
+    oom_adj: Scored[int] = Scored(stale)  # 2.6.30/2.6.31 keep oom_adj per thread
+    mems: Scored[frozenset[int]] = Scored(stale)  # cpuset mems_allowed
 
     def __init__(self, tid: int, tgid: int, comm: str, uid: int, gid: int, signal: SignalStruct,
                  mm: Mm | None, parent: Task | None, start_time: float) -> None:
         self.tid = tid
         self.tgid = tgid
-        self.comm = comm[:15]  # TASK_COMM_LEN - 1
-        self.uid = uid
+        self.comm = comm[:COMM_LEN]
+        self.uid = uid  # change through Machine.set_owner(): it is what stat of the task's /proc entries shows
         self.gid = gid
-        self.nice = 0
-        self.caps = CAP_ALL if uid == 0 else 0  # effective capability set
-        self.utime = 0  # jiffies
-        self.stime = 0
-        self.start_time = start_time  # seconds since boot
-        self.mm = mm
-        self.signal = signal
-        self.parent = parent  # the parent process's leader
-        self.children: list[Task] = []  # leaders of child processes, fork order
+        self._nice = 0
+        self._caps = CAP_ALL if uid == 0 else 0
+        self._utime = 0
+        self._stime = 0
+        self._start_time = start_time
+        self._mm = mm
+        self._signal = signal
+        self._parent = parent  # the parent process's leader
+        self.children: list[Task] = []  # leaders of child processes, fork order; kept by the process table
         self._vfork_parent: Task | None = None  # set from vfork() until exec or exit
         self.vfork_children = 0  # tasks whose vfork_parent this is (kept by the vfork_parent setter)
-        self.kthread = False
-        self.oom_origin = False  # PF_OOM_ORIGIN: running swapoff
-        self.oom_adj = 0  # 2.6.30/2.6.31 keep oom_adj per thread
-        self.mems: frozenset[int] = NODE0  # cpuset mems_allowed
+        self._kthread = False
+        self._oom_origin = False
+        self._oom_adj = 0
+        self._mems = NODE0
         # The killer's cache of this candidate's score (None: not a candidate), valid while
         # int(uptime) < oom_until; anything that changes what the score reads sets it STALE.
         self.oom_points: int | None = None
@@ -99,8 +191,35 @@ class Task:
         self.oom_pre: int | None = None  # legacy: what recomputes the score when oom_until is reached
 
     @property
-    def is_leader(self) -> bool:
-        return self.tid == self.tgid
+    def signal(self) -> SignalStruct:
+        return self._signal
+
+    @property
+    def mm(self) -> Mm | None:
+        return self._mm
+
+    @mm.setter
+    def mm(self, mm: Mm | None) -> None:
+        """A new address space (exec): the users of the old one change too (a vfork child sharing it is
+        no longer in vfork in 6.x; a 2.6.31 sharer no longer refuses this task's kill)."""
+        old = self._mm
+        self._mm = mm
+        stale(self)
+        if old is not None:
+            _stale_users(old)
+
+    @property
+    def parent(self) -> Task | None:
+        """The parent process's leader (0 for init and kernel threads)."""
+        return self._parent
+
+    @parent.setter
+    def parent(self, parent: Task | None) -> None:
+        old = self._parent
+        if old is not None:
+            old.oom_until = STALE  # its children changed
+        self._parent = parent
+        stale(self)
 
     @property
     def vfork_parent(self) -> Task | None:
@@ -117,18 +236,24 @@ class Task:
         if parent is not None:
             parent.vfork_children += 1
         self._vfork_parent = parent
+        stale(self)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.tid == self.tgid
 
     @property
     def in_vfork(self) -> bool:
         """include/linux/sched/mm.h in_vfork(): a vfork child still sharing its parent's mm."""
-        return self.vfork_parent is not None and self.vfork_parent.mm is self.mm
+        vp = self._vfork_parent
+        return vp is not None and vp._mm is self._mm
 
     @property
     def leader(self) -> Task:
-        return self.signal.threads[0]
+        return self._signal.threads[0]
 
     def has_cap(self, cap: int) -> bool:
-        return bool(self.caps >> cap & 1)
+        return bool(self._caps >> cap & 1)
 
     def __repr__(self) -> str:
         return f"<Task {self.tid}/{self.tgid} {self.comm}>"

@@ -181,7 +181,6 @@ class Mirror:
             since = now
             log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
         t.start_time = st.starttime / rp.CLK_TCK
-        m.touch(t)
         self.known[pid] = Known(st.starttime, since, time.monotonic())
         self._refresh(t, st, status)
         return t
@@ -195,15 +194,17 @@ class Mirror:
         t.comm = st.comm[:15]
         t.nice = st.nice
         for th in t.signal.threads:
-            th.uid, th.gid, th.caps, th.nice = status.uid, status.gid, status.cap_eff, st.nice
-            self.machine.touch(th)
+            if (th.uid, th.gid) != (status.uid, status.gid):
+                self.machine.set_owner(th, status.uid, status.gid)
+            th.caps, th.nice = status.cap_eff, st.nice
         self._memory(t, status)
         self._threads(t, st)
         # vfork children that no longer share the mm exec'd (or exited): exec() in the model
         for c in list(t.children):
             if c.in_vfork and not rp.same_mm(t.tgid, c.tgid):
                 self._vfork_done(c)
-        if t.in_vfork and not rp.same_mm(t.vfork_parent.tgid, t.tgid):
+        vp = t.vfork_parent
+        if vp is not None and t.in_vfork and not rp.same_mm(vp.tgid, t.tgid):
             self._vfork_done(t)
 
     def _memory(self, t: Task, status: rp.Status) -> None:
@@ -215,7 +216,6 @@ class Mirror:
         mm.rss_anon, mm.rss_file = status.rss_anon // page, status.rss_file // page
         mm.rss_shmem, mm.swap = status.rss_shmem // page, status.swap // page
         mm.pgtables = status.pte
-        self.machine.touch_mm(mm, t)
 
     def _threads(self, t: Task, st: rp.Stat) -> None:
         m = self.machine
@@ -239,7 +239,6 @@ class Mirror:
                 th.utime = th.stime = 0
             t.signal.dead_cputime = 0
             t.utime, t.stime = int(st.utime * scale), int(st.stime * scale)
-            m.touch(t)
             return
         for th in t.signal.threads:  # 2.6.31*: badness() of each thread reads its own time
             try:
@@ -247,10 +246,9 @@ class Mirror:
             except ProcessGone:
                 continue
             th.utime, th.stime = int(ts.utime * scale), int(ts.stime * scale)
-            m.touch(th)
 
     def _vfork_done(self, c: Task) -> None:
-        log.debug("mirror: vfork child %d no longer shares %d's mm: exec()", c.tgid, c.vfork_parent.tgid)
+        log.debug("mirror: vfork child %d no longer shares its vfork parent's mm: exec()", c.tgid)
         self.machine.exec(c.tgid, c.comm)
         try:
             self._memory(c, rp.read_status(c.tgid))

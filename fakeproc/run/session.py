@@ -29,11 +29,12 @@ import sys
 import psutil
 import trio
 
-from ..clock import run_clock
 from ..daemon import Daemon
+from ..fs.mounting import FuseOptions
 from ..fs.privilege import make_privilege
 from ..kernel.eras import ERAS
 from ..machine import Machine
+from ..ticker import run_clock
 from . import realproc
 from .mirror import Mirror, kernel_hz
 from .shell import ShellMirror
@@ -91,7 +92,8 @@ class RunSession:
         self.link = os.path.abspath(mountpoint) if mountpoint else None
         if self.link is not None:
             clear_dead_link(self.link)
-        self.daemon = Daemon(self.link or "/proc", self.machine, make_privilege(privilege), reality=self.mirror)
+        self.daemon = Daemon(self.link or "/proc", self.machine, make_privilege(privilege), reality=self.mirror,
+                             fuse=FuseOptions.from_environment("raw"))
         self.root_fd = -1  # the mount's root, in the run's namespace: what the link leads to
         self.status = 1
 
@@ -172,8 +174,7 @@ class RunSession:
             if said != b"m":
                 if said != b"":  # no answer in time (b"" is its exit: it said why)
                     proc.kill()
-                await proc.wait()
-                self.status = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+                self.status = _exit_status(await proc.wait())
                 return None
             self.daemon.fuse_fd = fuse_fd
 
@@ -221,8 +222,7 @@ class RunSession:
                 finally:
                     if terminal:
                         _give_terminal(os.getpgrp())
-                rc = proc.returncode
-                self.status = 128 - rc if rc < 0 else rc
+                self.status = _exit_status(await proc.wait())
                 try:
                     await trio.to_thread.run_sync(self._end_leftovers)
                 except Exception:  # noqa: BLE001 - cleanup goes on: the mount must still go away
@@ -269,6 +269,11 @@ def abort_connection(device: str | None) -> None:
         log.warning("aborted the FUSE connection %s: a mount namespace still held the mount", device)
     except OSError as e:
         log.error("could not abort FUSE connection %s: %s", device, e)
+
+
+def _exit_status(rc: int) -> int:
+    """A shell's $?: the exit status, or 128 + N for a process ended by signal N (Popen's -N)."""
+    return 128 - rc if rc < 0 else rc
 
 
 def _give_terminal(pgrp: int) -> bool:

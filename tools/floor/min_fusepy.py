@@ -55,7 +55,7 @@ class MinFS:
         self.counts: Counter[str] = Counter()
         self.counts_file = counts_file
 
-    # fusepy calls operations(op, *args), as fakeproc's FakeProcFS.__call__ (minus its lock and error mapping)
+    # fusepy calls operations(op, *args), as fakeproc's FakeProcOperations.__call__ (minus its lock and error mapping)
     def __call__(self, op: str, *args: Any) -> Any:
         if op == "getattr" and args[0].startswith(MARK):
             self.dump_counts()
@@ -101,9 +101,10 @@ class MinFS:
 
 def mount_options(which: str) -> dict[str, Any]:
     if which == "fakeproc":
-        from fakeproc.fs.fuseops import fuse_options
+        from fakeproc.fs.fusepy_ops import fuse_options
+        from fakeproc.fs.mounting import allow_other
 
-        return fuse_options(foreground=True) | {"fsname": "minfusepy", "subtype": "minfusepy"}
+        return fuse_options(allow_other()) | {"fsname": "minfusepy", "subtype": "minfusepy"}
     return {"foreground": True, "nothreads": True, "direct_io": True, "entry_timeout": 0, "attr_timeout": 0,
             "negative_timeout": 0, "fsname": "minfusepy", "subtype": "minfusepy"}
 

@@ -1,0 +1,236 @@
+"""The process table: tasks, their thread groups, address spaces and parents; fork, vfork, clone, exec, exit.
+
+The only code that links tasks together (thread lists, children lists, mm users) and that creates
+or releases them.  Every rule here is era-independent: where a kernel keeps ``oom_adj`` and what an
+exec copies of it is the OOM files' business (``oomfiles.py``), which task the killer chooses the
+killer's.  Changes are recorded in the journal; a task released or given a new owner is reported to
+``watchers`` (the raw FUSE backend lets the kernel cache the names and attributes of /proc entries,
+and takes them back when told).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Iterator
+
+from .clock import Clock
+from .errors import MachineError
+from .journal import Journal
+from .task import COMM_LEN, PAGE_SIZE, Mm, SignalStruct, Task, stale
+
+#: An exec'd program starts with this address space unless told otherwise.
+EXEC_DEFAULT_VM = 4 << 20
+EXEC_DEFAULT_RSS = 1 << 20
+
+#: ``watcher(task, gone)``: the task was released (gone) or its owner changed
+Watcher = Callable[[Task, bool], None]
+
+
+class ProcessTable:
+    def __init__(self, clock: Clock, journal: Journal) -> None:
+        self.clock = clock
+        self.journal = journal
+        self.tasks: dict[int, Task] = {}  # every live thread, by tid
+        self.processes: dict[int, Task] = {}  # thread-group leaders, in creation order
+        self.next_pid = 1
+        self.watchers: list[Watcher] = []
+
+    # ----------------------------------------------------------------- lookup
+
+    def task(self, tid: int) -> Task:
+        t = self.tasks.get(tid)
+        if t is None:
+            raise MachineError(errno.ESRCH, f"no such process: {tid}")
+        return t
+
+    def process(self, pid: int) -> Task:
+        """The leader of process ``pid`` (a thread id names its process too)."""
+        return self.task(pid).leader
+
+    def iter_processes(self) -> Iterator[Task]:
+        """The leaders in creation order (for_each_process()), safe against changes while iterating."""
+        return iter(list(self.processes.values()))
+
+    def sharers(self, mm: Mm) -> list[Task]:
+        """The processes (leaders) with a thread on ``mm``, in creation order."""
+        groups = {t.tgid for t in mm.users}
+        if len(groups) <= 1:  # the usual case: the threads of one process
+            return [self.processes[g] for g in groups if g in self.processes]
+        return [p for p in self.processes.values() if p.tgid in groups]
+
+    # ----------------------------------------------------------------- create
+
+    def alloc_pid(self, pid: int | None) -> int:
+        if pid is None:
+            pid = self.next_pid
+        elif pid in self.tasks:
+            raise MachineError(errno.EEXIST, f"pid {pid} is in use")
+        self.next_pid = max(self.next_pid, pid + 1)
+        return pid
+
+    def _attach(self, t: Task) -> None:
+        self.tasks[t.tid] = t
+        sig = t.signal
+        if sig.threads:
+            sig.threads.append(t)
+        else:
+            sig.threads = [t]  # a list of exactly one (append() would reserve four slots)
+        if t.mm is not None:
+            t.mm.users.append(t)
+        if t.is_leader:
+            self.processes[t.tid] = t
+            if t.parent is not None:
+                t.parent.children.append(t)
+        stale(t)  # a new candidate; its leader has a new thread, its parent a new child
+
+    def spawn(self, comm: str, *, pid: int | None = None, parent: Task | None = None, uid: int = 0,
+              gid: int | None = None, mm: Mm | None = None, kthread: bool = False) -> Task:
+        """Create a process from nothing (scenario loading; the first process; run mode's real ones)."""
+        pid = self.alloc_pid(pid)
+        t = Task(pid, pid, comm, uid, uid if gid is None else gid, SignalStruct(), None if kthread else (mm or Mm()),
+                 parent, self.clock.uptime)
+        t.kthread = kthread
+        self._attach(t)
+        return t
+
+    def fork(self, ppid: int, *, uid: int | None = None, gid: int | None = None, comm: str | None = None,
+             vfork: bool = False, share_vm: bool = False, pid: int | None = None) -> Task:
+        """copy_process() for fork(), vfork() or clone(CLONE_VM) by the process ``ppid``.
+
+        ``uid`` lets the child drop to another user straight away (fork then setuid(), as a daemon
+        does); a root child that leaves uid 0 loses its capabilities, as setuid() does.  ``share_vm``:
+        clone(CLONE_VM) without CLONE_VFORK, a separate process on the same mm (flagged MMF_MULTIPROCESS
+        by 6.x's copy_oom_score_adj()).
+        """
+        parent_thread = self.task(ppid)
+        parent = parent_thread.leader
+        if (vfork or share_vm) and parent_thread.mm is None:
+            raise MachineError(errno.EINVAL, f"{ppid} is a kernel thread: it has no mm to share")
+        pid = self.alloc_pid(pid)
+        old = parent.signal
+        sig = SignalStruct(old.oom_adj, old.oom_score_adj, old.oom_score_adj_min)
+        if parent_thread.mm is None:
+            mm = None
+        elif vfork or share_vm:
+            mm = parent_thread.mm  # CLONE_VM: the very same mm
+            if share_vm:
+                mm.multiprocess = True
+        else:
+            mm = parent_thread.mm.copy()  # carries mm->oom_adj along (2.6.31-rc)
+        child = Task(pid, pid, comm or parent_thread.comm, parent_thread.uid, parent_thread.gid, sig, mm,
+                     parent, self.clock.uptime)
+        _inherit(child, parent_thread)
+        if vfork:
+            child.vfork_parent = parent_thread
+        if uid is not None and uid != child.uid:
+            child.uid = uid
+            if uid != 0:
+                child.caps = 0
+        if gid is not None:
+            child.gid = gid
+        elif uid is not None:
+            child.gid = uid
+        self._attach(child)
+        self.journal.note("vfork" if vfork else "clone" if share_vm else "fork", pid=pid, ppid=parent.tgid,
+                          comm=child.comm, uid=child.uid)
+        return child
+
+    def clone_thread(self, pid: int, *, tid: int | None = None) -> Task:
+        """clone(CLONE_THREAD | CLONE_VM | CLONE_SIGHAND): a new thread in process ``pid``."""
+        creator = self.task(pid)
+        leader = creator.leader
+        tid = self.alloc_pid(tid)
+        t = Task(tid, leader.tgid, creator.comm, creator.uid, creator.gid, leader.signal, creator.mm,
+                 leader.parent, self.clock.uptime)
+        _inherit(t, creator)
+        self._attach(t)
+        self.journal.note("thread", tid=tid, pid=leader.tgid)
+        return t
+
+    def exec(self, pid: int, comm: str, *, vm: int = EXEC_DEFAULT_VM, rss: int = EXEC_DEFAULT_RSS) -> Task:
+        """execve() by process ``pid``: other threads die, a new mm replaces the old.
+
+        The value in the old mm is copied into the new one (2.6.31-rc's exec_mmap() path); task and
+        signal values are simply kept.
+        """
+        t = self.process(pid)
+        if t.kthread:
+            raise MachineError(errno.EINVAL, f"{pid} is a kernel thread")
+        for other in list(t.signal.threads[1:]):
+            self._release(other)
+        old = t.mm
+        new = Mm(total_vm=vm // PAGE_SIZE, rss_anon=rss // PAGE_SIZE, oom_adj=old.oom_adj if old else 0)
+        if old is not None:
+            old.users.remove(t)
+        new.users.append(t)
+        t.mm = new
+        t.comm = comm[:COMM_LEN]
+        t.vfork_parent = None  # mm_release(): the vfork parent wakes up
+        self.journal.note("exec", pid=t.tgid, comm=t.comm, vm=vm, rss=rss)
+        return t
+
+    # ----------------------------------------------------------------- release
+
+    def exit(self, tid: int) -> list[Task]:
+        """exit_group() of a process (given its pid), or exit() of one non-leader thread."""
+        t = self.task(tid)
+        if t.is_leader and t.tgid == 1:
+            raise MachineError(errno.EPERM, "init cannot exit (the kernel would panic)")
+        if not t.is_leader:
+            self._release(t)
+            self.journal.note("exit", pid=t.tgid, tids=[t.tid])
+            return [t]
+        gone = self.exit_group(t)
+        self.journal.note("exit", pid=t.tgid, tids=[th.tid for th in gone])
+        return gone
+
+    def exit_group(self, leader: Task) -> list[Task]:
+        """Every thread of the group leaves the table (a kill, or exit_group()); the threads, leader first."""
+        gone = list(leader.signal.threads)
+        for th in reversed(gone):
+            self._release(th)
+        return gone
+
+    def _release(self, t: Task) -> None:
+        sig = t.signal
+        sig.threads.remove(t)
+        sig.dead_cputime += t.utime + t.stime
+        del self.tasks[t.tid]
+        if t.mm is not None:
+            t.mm.users.remove(t)
+        t.vfork_parent = None
+        if t.is_leader:
+            del self.processes[t.tid]
+            parent = t.parent
+            if parent is not None and t in parent.children:
+                parent.children.remove(t)
+                stale(parent)
+            reaper = self.processes.get(1)
+            for c in t.children:  # forget_original_parent(): init adopts them
+                c.parent = reaper
+                if reaper is not None:
+                    reaper.children.append(c)
+            t.children = []
+        stale(t)  # its leader's dead_cputime, its parent's children
+        for watch in self.watchers:
+            watch(t, True)
+
+    # ----------------------------------------------------------------- credentials
+
+    def set_owner(self, t: Task, uid: int | None = None, gid: int | None = None) -> None:
+        """A thread's credentials: the owner of its /proc entries (and what privilege checks read)."""
+        if uid is not None:
+            t.uid = uid
+        if gid is not None:
+            t.gid = gid
+        for watch in self.watchers:
+            watch(t, False)
+
+
+def _inherit(child: Task, creator: Task) -> None:
+    """What copy_process() copies from the creating thread besides ids and the address space."""
+    child.nice = creator.nice
+    child.caps = creator.caps
+    child.kthread = creator.kthread
+    child.oom_adj = creator.oom_adj  # the per-thread value of 2.6.30/2.6.31
+    child.mems = creator.mems
