@@ -11,6 +11,12 @@ import pytest
 from ..conftest import sh
 
 
+@pytest.fixture(params=["raw", "fusepy"])
+def mnt(request, mount_factory):
+    """The default machine through each FUSE backend in turn: this module is the subset both must pass."""
+    return mount_factory("--fuse-backend", request.param)
+
+
 def test_ls_lists_pid_directories_and_control_files(mnt):
     names = set(os.listdir(mnt.path))
     assert {"1", "2", "310", "400", "401", "402", "500", "600", "700"} <= names

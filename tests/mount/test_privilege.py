@@ -11,6 +11,12 @@ from ..conftest import sh
 pytestmark = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
 
 
+@pytest.fixture(params=["raw", "fusepy"])
+def mnt(request, mount_factory):
+    """The default machine through each FUSE backend in turn: this module is the subset both must pass."""
+    return mount_factory("--fuse-backend", request.param)
+
+
 def as_nobody(cmd: str):
     """Run a shell command as uid/gid 65534 with no groups and no capabilities."""
     return sh(f"setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all bash -c '{cmd}'")
