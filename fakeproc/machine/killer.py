@@ -12,7 +12,7 @@ in :meth:`OomKiller.unkillable_reason`, which ``oom_score`` reads too); the sele
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from math import isqrt
 from operator import attrgetter
@@ -60,6 +60,55 @@ def _run_root(uptime: int, start_time: float) -> tuple[int, int]:
     return root, start + ((root + 1) ** 4 << 10)
 
 
+#: Where each era keeps a task's value (AdjHome): the value's getter
+ADJ_OF: dict[AdjHome, Callable[[Task], int]] = {
+    AdjHome.TASK: attrgetter("_oom_adj"),  # 2.6.30/2.6.31: task->oomkilladj
+    AdjHome.MM: lambda t: t._mm._oom_adj if t._mm is not None else OOM_DISABLE,  # 2.6.31-rc: mm->oom_adj
+    AdjHome.SIGNAL: attrgetter("_signal._oom_adj"),  # 2.6.32: signal->oom_adj
+    AdjHome.SIGNAL_SCORE_ADJ: attrgetter("_signal._oom_score_adj"),  # 6.x: signal->oom_score_adj
+}
+
+
+SkipRule = Callable[[Task, "frozenset[int] | None"], "str | None"]
+
+
+def skip_rule(era: Era, unkillable: Callable[[Task], str | None]) -> SkipRule:
+    """The era's select_bad_process() filter: who is passed over, and why (None: a candidate it scores).
+
+    One closure per era, made once, with nothing left to ask of the era at each call: the selection asks
+    it of every candidate whose score is stale (a million of them in a cold selection).
+    """
+    if era.scoring == "modern":
+        def skip_6_x(p: Task, current_mems: frozenset[int] | None = None) -> str | None:
+            # oom_evaluate_task(): oom_unkillable_task(), oom_cpuset_eligible(), then a task running
+            # swapoff is taken at LONG_MAX, else oom_badness() at LONG_MIN is passed over
+            if p.tgid == 1:
+                return "init"
+            if p._kthread:
+                return "kernel thread"
+            if current_mems is not None and not p._mems & current_mems:
+                return "not in the allocating task's cpuset"
+            if p._oom_origin and p._mm is not None:
+                return None
+            return unkillable(p)
+
+        return skip_6_x
+    disabled = ADJ_OF[era.adj_home] if era.skip_disabled else None
+
+    def skip_legacy(p: Task, current_mems: frozenset[int] | None = None) -> str | None:
+        # 2.6.31*/2.6.32 select_bad_process(): no mm (kernel threads, a released mm), the init task, then
+        # (2.6.31: the thread's, 2.6.32: the process's value) OOM_DISABLE
+        if p._mm is None:
+            return "kernel thread" if p._kthread else "no address space"
+        if p.tgid == 1:
+            return "init"
+        if disabled is not None and disabled(p) == OOM_DISABLE:
+            return "oom_adj -17 (OOM_DISABLE)"
+        return None
+
+    return skip_legacy
+
+
 class OomResult(NamedTuple):
     """What one call of the OOM killer did."""
 
@@ -97,19 +146,15 @@ class OomKiller:
         self._key: tuple[object, ...] | None = None
         self._mems: frozenset[int] | None = None
         self._uptime = 0
+        #: the era's value of a task (oom_adj -17..15, or oom_score_adj -1000..1000 in 6.x), where it lives
+        self.adj: Callable[[Task], int] = ADJ_OF[era.adj_home]
+        self._modern = era.scoring == "modern"
+        #: skip_reason(p, current_mems): why select_bad_process() passes over candidate ``p`` in this era (None:
+        #: it is scored).  The one definition of a candidate, per era; the selection's loops and rank()
+        #: (explain, oom --dry-run, the reference selection) all ask it
+        self.skip_reason: SkipRule = skip_rule(era, self.unkillable_reason)
 
     # ------------------------------------------------------------- who is a candidate
-
-    def adj(self, t: Task) -> int:
-        """The era's own value: oom_adj (-17..15), or oom_score_adj (-1000..1000) in 6.x."""
-        home = self.era.adj_home
-        if home is AdjHome.SIGNAL:
-            return t.signal.oom_adj
-        if home is AdjHome.SIGNAL_SCORE_ADJ:
-            return t.signal.oom_score_adj
-        if home is AdjHome.MM:
-            return t.mm.oom_adj if t.mm is not None else OOM_DISABLE
-        return t.oom_adj
 
     def candidates(self) -> Iterator[Task]:
         """for_each_process() (leaders) or do_each_thread() (every thread), in creation order."""
@@ -123,43 +168,20 @@ class OomKiller:
         oom_unkillable_task() (init, kernel threads), find_lock_task_mm() finding no mm, oom_score_adj
         at OOM_SCORE_ADJ_MIN, and in_vfork().  Legacy eras: only a task without an mm.
         """
-        if self.era.scoring != "modern":
-            return "no address space" if p.mm is None else None
+        if not self._modern:
+            return "no address space" if p._mm is None else None
         if p.tgid == 1:
             return "init"
-        if p.kthread:
+        if p._kthread:
             return "kernel thread"
-        if p.mm is None:
+        mm = p._mm
+        if mm is None:
             return "no address space"
-        if p.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
+        if p._signal._oom_score_adj == OOM_SCORE_ADJ_MIN:
             return "oom_score_adj -1000"
-        if p.in_vfork:
+        vp = p._vfork_parent
+        if vp is not None and vp._mm is mm:  # in_vfork()
             return "in vfork (shares its parent's mm)"
-        return None
-
-    def skip_reason(self, p: Task, current_mems: frozenset[int] | None = None) -> str | None:
-        """Why select_bad_process() passes over candidate ``p`` in this era (None: it is scored).
-
-        6.x oom_evaluate_task(): oom_unkillable_task(), then oom_cpuset_eligible(), then a task running
-        swapoff is taken at LONG_MAX, else oom_badness() at LONG_MIN.  Legacy: no mm (kernel threads),
-        the init task, then (2.6.31, 2.6.32) a candidate at OOM_DISABLE.
-        """
-        if self.era.scoring == "modern":
-            if p.tgid == 1:
-                return "init"
-            if p.kthread:
-                return "kernel thread"
-            if current_mems is not None and not p.mems & current_mems:
-                return "not in the allocating task's cpuset"
-            if p.oom_origin and p.mm is not None:
-                return None
-            return self.unkillable_reason(p)
-        if p.mm is None:
-            return "kernel thread" if p.kthread else "no address space"
-        if p.tgid == 1:
-            return "init"
-        if self.era.skip_disabled and self.adj(p) == OOM_DISABLE:
-            return "oom_adj -17 (OOM_DISABLE)"
         return None
 
     def points(self, p: Task, current_mems: frozenset[int] | None = None) -> int:

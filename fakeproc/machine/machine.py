@@ -194,6 +194,32 @@ class Machine:
             t.start_time = start
         return t
 
+    def set_thread(self, t: Task, *, comm: str | None = None, nice: int | None = None, caps: int | None = None,
+                   start: float | None = None, utime: int | None = None, stime: int | None = None) -> None:
+        """What one thread is, as run mode reads it from a real one (no change event: a real process's
+        fields follow the host, they are not changes made to the machine)."""
+        if comm is not None:
+            t.comm = comm[:COMM_LEN]
+        if nice is not None:
+            t.nice = nice
+        if caps is not None:
+            t.caps = caps
+        if start is not None:
+            t.start_time = start
+        if utime is not None:
+            t.utime = utime
+        if stime is not None:
+            t.stime = stime
+
+    def set_process_times(self, t: Task, utime: int, stime: int) -> None:
+        """A process's CPU time as one total (thread_group_cputime()), kept on its leader; its other threads
+        and the exited ones count nothing of their own."""
+        leader = t.leader
+        for th in leader.signal.threads[1:]:
+            th.utime = th.stime = 0
+        leader.signal.dead_cputime = 0
+        leader.utime, leader.stime = utime, stime
+
     # ----------------------------------------------------------------- memory
 
     def set_memory(self, pid: int, **pages: int) -> Mm:

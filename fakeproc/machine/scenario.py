@@ -563,9 +563,10 @@ def _dump_order(m: Machine) -> list[Task]:
     vfork()ed it) comes first: a depth-first walk, without recursion (parent chains can be long)."""
 
     def deps(p: Task) -> list[Task]:
-        out = []
-        if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent:
-            out.append(p.parent)
+        out: list[Task] = []
+        parent = p.parent
+        if parent is not None and m.processes.get(parent.tgid) is parent:
+            out.append(parent)
         vp = p.vfork_parent
         if vp is not None and _alive(m, vp):
             out.append(vp.leader)

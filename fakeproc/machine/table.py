@@ -76,7 +76,7 @@ class ProcessTable:
         else:
             sig.threads = [t]  # a list of exactly one (append() would reserve four slots)
         if t.mm is not None:
-            t.mm.users.append(t)
+            t.mm.users += (t,)
         if t.is_leader:
             self.processes[t.tid] = t
             if t.parent is not None:
@@ -161,8 +161,8 @@ class ProcessTable:
         old = t.mm
         new = Mm(total_vm=vm // PAGE_SIZE, rss_anon=rss // PAGE_SIZE, oom_adj=old.oom_adj if old else 0)
         if old is not None:
-            old.users.remove(t)
-        new.users.append(t)
+            old.users = _without(old.users, t)
+        new.users = (t,)
         t.mm = new
         t.comm = comm[:COMM_LEN]
         t.vfork_parent = None  # mm_release(): the vfork parent wakes up
@@ -197,7 +197,7 @@ class ProcessTable:
         sig.dead_cputime += t.utime + t.stime
         del self.tasks[t.tid]
         if t.mm is not None:
-            t.mm.users.remove(t)
+            t.mm.users = _without(t.mm.users, t)
         t.vfork_parent = None
         if t.is_leader:
             del self.processes[t.tid]
@@ -225,6 +225,10 @@ class ProcessTable:
             t.gid = gid
         for watch in self.watchers:
             watch(t, False)
+
+
+def _without(users: tuple[Task, ...], t: Task) -> tuple[Task, ...]:
+    return tuple(u for u in users if u is not t)
 
 
 def _inherit(child: Task, creator: Task) -> None:

@@ -21,7 +21,8 @@ The hot selection loops read the slots behind these attributes (``_nice``...) di
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, NamedTuple, TypeVar, overload
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 
 from ..kernel.caps import CAP_ALL
 
@@ -40,28 +41,38 @@ T = TypeVar("T")
 
 class Scored(Generic[T]):
     """An attribute a cached OOM score reads: stored in the slot ``_NAME``; setting it calls ``forget``
-    on the object (which forgets the scores that read it)."""
+    on the object (which forgets the scores that read it).
 
-    __slots__ = ("forget", "get", "put")
+    The class body declares it (and tells the type checker its type); once the class exists it is
+    replaced by a plain ``property`` whose getter is ``operator.attrgetter`` of the slot: reading it
+    costs a C call, not a Python one (the killer and the renderers read these fields a great deal).
+    """
+
+    __slots__ = ("forget",)
 
     def __init__(self, forget: Callable[[Any], None]) -> None:
         self.forget = forget
 
     def __set_name__(self, owner: type, name: str) -> None:
-        slot = owner.__dict__["_" + name]  # the member descriptor __slots__ made
-        self.get, self.put = slot.__get__, slot.__set__
+        put = owner.__dict__["_" + name].__set__  # the member descriptor __slots__ made
+        forget = self.forget
+
+        def set_(obj: object, value: object) -> None:
+            put(obj, value)
+            forget(obj)
+
+        setattr(owner, name, property(attrgetter("_" + name), set_, doc=f"{name} (a score reads it)"))
 
     @overload
     def __get__(self, obj: None, owner: type) -> Scored[T]: ...
     @overload
     def __get__(self, obj: object, owner: type) -> T: ...
 
-    def __get__(self, obj: object | None, owner: type) -> Any:
-        return self if obj is None else self.get(obj, owner)
+    def __get__(self, obj: object | None, owner: type) -> Any:  # the type checker's view; see the docstring
+        raise AssertionError("replaced by a property when the class is made")
 
     def __set__(self, obj: object, value: T) -> None:
-        self.put(obj, value)
-        self.forget(obj)
+        raise AssertionError("replaced by a property when the class is made")
 
 
 def stale(t: Task) -> None:
@@ -109,8 +120,8 @@ class Mm:
         self._pgtables = pgtables
         self._oom_adj = oom_adj
         #: the tasks using it (mm_users), kept by the process table: threads, a vfork child, clone(CLONE_VM)
-        #: processes
-        self.users: list[Task] = []
+        #: processes (a tuple: one user, the usual case, costs 48 bytes; a list that grew to one, 88)
+        self.users: tuple[Task, ...] = ()
         self.multiprocess = False  # MMF_MULTIPROCESS: shared by clone(CLONE_VM) without CLONE_VFORK
 
     def copy(self) -> Mm:
@@ -190,16 +201,7 @@ class Task:
         self.oom_until = STALE
         self.oom_pre: int | None = None  # legacy: what recomputes the score when oom_until is reached
 
-    @property
-    def signal(self) -> SignalStruct:
-        return self._signal
-
-    @property
-    def mm(self) -> Mm | None:
-        return self._mm
-
-    @mm.setter
-    def mm(self, mm: Mm | None) -> None:
+    def _set_mm(self, mm: Mm | None) -> None:
         """A new address space (exec): the users of the old one change too (a vfork child sharing it is
         no longer in vfork in 6.x; a 2.6.31 sharer no longer refuses this task's kill)."""
         old = self._mm
@@ -208,26 +210,14 @@ class Task:
         if old is not None:
             _stale_users(old)
 
-    @property
-    def parent(self) -> Task | None:
-        """The parent process's leader (0 for init and kernel threads)."""
-        return self._parent
-
-    @parent.setter
-    def parent(self, parent: Task | None) -> None:
+    def _set_parent(self, parent: Task | None) -> None:
         old = self._parent
         if old is not None:
             old.oom_until = STALE  # its children changed
         self._parent = parent
         stale(self)
 
-    @property
-    def vfork_parent(self) -> Task | None:
-        """The thread that vfork()ed this task, from vfork() until exec or exit (else None)."""
-        return self._vfork_parent
-
-    @vfork_parent.setter
-    def vfork_parent(self, parent: Task | None) -> None:
+    def _set_vfork_parent(self, parent: Task | None) -> None:
         # every change goes through here, so that ``vfork_children`` (wait_for_vfork_done()'s
         # question: is some task still vfork()ed by this one?) is answered without a scan
         old = self._vfork_parent
@@ -237,6 +227,30 @@ class Task:
             parent.vfork_children += 1
         self._vfork_parent = parent
         stale(self)
+
+    # Read through attrgetter (a C call: the killer and the renderers read these a great deal); the type
+    # checker is told what they are.
+    if TYPE_CHECKING:
+        @property
+        def signal(self) -> SignalStruct: ...
+        @property
+        def mm(self) -> Mm | None: ...
+        @mm.setter
+        def mm(self, mm: Mm | None) -> None: ...
+        @property
+        def parent(self) -> Task | None: ...
+        @parent.setter
+        def parent(self, parent: Task | None) -> None: ...
+        @property
+        def vfork_parent(self) -> Task | None: ...
+        @vfork_parent.setter
+        def vfork_parent(self, parent: Task | None) -> None: ...
+    else:
+        signal = property(attrgetter("_signal"), doc="The thread group's signal_struct.")
+        mm = property(attrgetter("_mm"), _set_mm, doc="The address space (None: a kernel thread).")
+        parent = property(attrgetter("_parent"), _set_parent, doc="The parent process's leader (None: init).")
+        vfork_parent = property(attrgetter("_vfork_parent"), _set_vfork_parent,
+                                doc="The thread that vfork()ed this task, from vfork() until exec or exit.")
 
     @property
     def is_leader(self) -> bool:

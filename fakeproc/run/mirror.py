@@ -180,7 +180,7 @@ class Mirror:
             m.store_adj(t, v if m.era.has_score_adj else score_adj_to_legacy(v), min(v, 0))
             since = now
             log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
-        t.start_time = st.starttime / rp.CLK_TCK
+        m.set_thread(t, start=st.starttime / rp.CLK_TCK)
         self.known[pid] = Known(st.starttime, since, time.monotonic())
         self._refresh(t, st, status)
         return t
@@ -191,12 +191,12 @@ class Mirror:
         """Bring memory, CPU time, ids, threads and vfork state up to date."""
         status = status or rp.read_status(t.tgid)
         self._now()
-        t.comm = st.comm[:15]
-        t.nice = st.nice
+        m = self.machine
+        m.set_thread(t, comm=st.comm)
         for th in t.signal.threads:
             if (th.uid, th.gid) != (status.uid, status.gid):
-                self.machine.set_owner(th, status.uid, status.gid)
-            th.caps, th.nice = status.cap_eff, st.nice
+                m.set_owner(th, status.uid, status.gid)
+            m.set_thread(th, caps=status.cap_eff, nice=st.nice)
         self._memory(t, status)
         self._threads(t, st)
         # vfork children that no longer share the mm exec'd (or exited): exec() in the model
@@ -208,14 +208,12 @@ class Mirror:
             self._vfork_done(t)
 
     def _memory(self, t: Task, status: rp.Status) -> None:
-        mm = t.mm
-        if mm is None:
+        if t.mm is None:
             return
         page = rp.PAGE_SIZE
-        mm.total_vm = status.vm_size // page
-        mm.rss_anon, mm.rss_file = status.rss_anon // page, status.rss_file // page
-        mm.rss_shmem, mm.swap = status.rss_shmem // page, status.swap // page
-        mm.pgtables = status.pte
+        self.machine.memory.set_counters(t, total_vm=status.vm_size // page, rss_anon=status.rss_anon // page,
+                                         rss_file=status.rss_file // page, rss_shmem=status.rss_shmem // page,
+                                         swap=status.swap // page, pgtables=status.pte)
 
     def _threads(self, t: Task, st: rp.Stat) -> None:
         m = self.machine
@@ -235,17 +233,14 @@ class Mirror:
                 m.clone_thread(t.tgid, tid=tid)
         scale = m.hz / rp.CLK_TCK
         if m.era.per_process:  # thread_group_cputime(): the process's total is enough
-            for th in t.signal.threads:
-                th.utime = th.stime = 0
-            t.signal.dead_cputime = 0
-            t.utime, t.stime = int(st.utime * scale), int(st.stime * scale)
+            m.set_process_times(t, int(st.utime * scale), int(st.stime * scale))
             return
         for th in t.signal.threads:  # 2.6.31*: badness() of each thread reads its own time
             try:
                 ts = rp.read_stat(t.tgid, th.tid)
             except ProcessGone:
                 continue
-            th.utime, th.stime = int(ts.utime * scale), int(ts.stime * scale)
+            m.set_thread(th, utime=int(ts.utime * scale), stime=int(ts.stime * scale))
 
     def _vfork_done(self, c: Task) -> None:
         log.debug("mirror: vfork child %d no longer shares its vfork parent's mm: exec()", c.tgid)

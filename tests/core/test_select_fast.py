@@ -195,14 +195,28 @@ DIRECT = ("utime", "stime", "nice", "caps", "start_time", "oom_adj", "oom_origin
 
 
 def test_every_field_a_score_reads_forgets_the_score_when_set():
-    from fakeproc.machine.task import Mm, Scored, SignalStruct, Task
+    """Each input of kernel.badness that lives in a field: setting it makes the cached scores that read it
+    stale (the task's own, its leader's, its parent's; an mm's: every user's)."""
+    from fakeproc.machine.task import NEVER, STALE
 
-    scored = {name for cls in (Task, Mm, SignalStruct) for name, v in vars(cls).items() if isinstance(v, Scored)}
-    # the inputs of kernel.badness (LegacyInputs, ModernInputs) that live in a field
-    assert {"nice", "caps", "utime", "stime", "start_time", "kthread", "oom_origin", "oom_adj", "mems", "total_vm",
-            "rss_anon", "rss_file", "rss_shmem", "swap", "pgtables", "oom_score_adj", "dead_cputime"} <= scored
-    for name in ("mm", "parent", "vfork_parent"):  # properties whose setters forget too
-        assert isinstance(vars(Task)[name], property) and vars(Task)[name].fset is not None
+    m = Machine(ERAS["2.6.32"], uptime=100)
+    m.spawn("init", pid=1)
+    p = m.fork(1, pid=10)
+    th = m.clone_thread(10, tid=11)
+    values = {"nice": 5, "caps": 0, "utime": 7, "stime": 7, "start_time": 1.0, "kthread": False, "oom_origin": True,
+              "oom_adj": -3, "mems": frozenset({1}), "mm": p.mm, "parent": m.task(1), "vfork_parent": None}
+    for field, value in values.items():
+        for t in (m.task(1), p, th):
+            t.oom_until = NEVER
+        setattr(th, field, value)
+        assert (th.oom_until, p.oom_until, m.task(1).oom_until) == (STALE, STALE, STALE), field
+    for owner, fields in ((p.mm, MM_FIELDS), (p.signal, SIGNAL_FIELDS + ("oom_adj",))):
+        for field in fields:
+            for t in (m.task(1), p, th):
+                t.oom_until = NEVER
+            setattr(owner, field, 3)
+            stale = [t.oom_until == STALE for t in (p, m.task(1))]
+            assert stale == [True, True], (owner, field)
 
 
 @pytest.mark.parametrize("era", ["2.6.31", "2.6.31-rc"])
