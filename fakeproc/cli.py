@@ -16,6 +16,13 @@ DEFAULT_MOUNTPOINT = "mountpoint"
 CLIENT_MOUNTPOINT = os.environ.get("FAKEPROC_MOUNT") or DEFAULT_MOUNTPOINT
 
 
+def _print_reply(text: str) -> None:
+    """A daemon's reply, on stdout: names in it (a comm set with prctl()) cannot drive the terminal."""
+    from .verbs import printable
+
+    sys.stdout.write(printable(text))
+
+
 def _die(msg: str, code: int = 1) -> int:
     print(f"fakeproc: {msg}", file=sys.stderr)
     return code
@@ -224,11 +231,16 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     from .fs.privilege import make_privilege
     from .kernel.eras import ERAS
     from .machine.scenario import ScenarioError, load_scenario
+    from .mounts import claim
 
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s fakeproc[%(process)d] %(levelname)s %(message)s", stream=sys.stderr)
     if not a.verbose:
         logging.getLogger("fuse").setLevel(logging.WARNING)
+    try:
+        claimed = claim(a.mountpoint)  # noqa: F841 - held (open) for the daemon's life
+    except OSError as e:
+        return _die(e.strerror or str(e))
     try:
         machine = load_scenario(a.scenario, ERAS[a.kernel])
     except ScenarioError as e:
@@ -289,13 +301,23 @@ def _mount_background(a: argparse.Namespace) -> int:
 
     control = os.path.join(a.mountpoint, "fakeproc", "control")
 
+    def ours() -> bool:
+        """The mount answering is this daemon's, not one that won a race for the directory."""
+        from .client import ControlError, send
+
+        try:
+            info = send(a.mountpoint, ["info"])
+        except (ControlError, OSError):
+            return False
+        return f"daemon_pid: {pid}" in info.splitlines()
+
     def ready() -> bool:
-        return exited() or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control))
+        return exited() or (mount_state(a.mountpoint) == "fakeproc" and os.path.exists(control) and ours())
 
     # 20 s, and more for a big scenario (a million processes take minutes to load)
     size = os.path.getsize(a.scenario) if a.scenario and os.path.exists(a.scenario) else 0
     wait_until(ready, timeout=20 + size / 500_000)
-    if exited() or not os.path.exists(control):
+    if exited() or not ready():
         with open(logfile, errors="replace") as f:
             sys.stderr.write(f.read()[-4000:])
         if not exited():
@@ -359,7 +381,7 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         # --help of a verb: argparse printed it and asked to exit
         return 0 if "-h" in words or "--help" in words else 2
     try:
-        sys.stdout.write(send(a.mountpoint, words))
+        _print_reply(send(a.mountpoint, words))
     except ControlError as e:
         return _die(str(e))
     return 0
@@ -388,7 +410,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_save(a: argparse.Namespace) -> int:
     # the daemon has its own working directory: it is given an absolute path
     try:
-        sys.stdout.write(send(a.mountpoint, ["save", os.path.abspath(a.file)]))
+        _print_reply(send(a.mountpoint, ["save", os.path.abspath(a.file)]))
     except ControlError as e:
         return _die(str(e))
     return 0
@@ -431,7 +453,7 @@ def cmd_oom(a: argparse.Namespace) -> int:
 
 def _send_verb(mountpoint: str, words: list[str]) -> int:
     try:
-        sys.stdout.write(send(mountpoint, words))
+        _print_reply(send(mountpoint, words))
     except ControlError as e:
         return _die(str(e))
     return 0
@@ -443,6 +465,7 @@ def cmd_log(a: argparse.Namespace) -> int:
     import time
 
     from .machine.journal import format_event
+    from .verbs import printable
 
     seq = a.since
     while True:
@@ -461,7 +484,7 @@ def cmd_log(a: argparse.Namespace) -> int:
             seq = ev["seq"]
             if a.kernel and ev["type"] != "kernel":
                 continue
-            out.append(json.dumps(ev) if a.json else format_event(ev))
+            out.append(json.dumps(ev) if a.json else printable(format_event(ev)))
         if out:
             sys.stdout.write("\n".join(out) + "\n")
             sys.stdout.flush()
@@ -472,7 +495,7 @@ def cmd_log(a: argparse.Namespace) -> int:
 
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
-        sys.stdout.write(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
+        _print_reply(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
     except ControlError as e:
         return _die(str(e))
     return 0

@@ -44,7 +44,7 @@ def send(mountpoint: str, argv: list[str] | str) -> str:
     try:
         err = 0
         try:
-            os.write(fd, (line + "\n").encode())
+            os.write(fd, (line + "\n").encode("utf-8", "surrogateescape"))  # argv's bytes as given
         except OSError as e:
             err = e.errno or errno.EIO
         chunks = []

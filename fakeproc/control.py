@@ -47,13 +47,20 @@ SHORTEST_SPLIT_PIECE = LONGEST_PIECE - 4096 + 1
 class Session:
     """One open control file: the start of a line not yet complete, and the replies to read."""
 
-    __slots__ = ("pending", "reply", "reply_base", "read_since")
+    __slots__ = ("control", "pending", "reply", "reply_base", "read_since")
 
-    def __init__(self) -> None:
+    def __init__(self, control: Control) -> None:
+        self.control = control
         self.pending = b""
         self.reply: bytes | None = None  # None: this file wrote nothing yet
         self.reply_base = 0  # the file position at which the reply starts
         self.read_since = True  # read since its last write: the next write's replies start afresh
+
+    def close(self, handle: Handle) -> None:
+        """close(): a last line without a newline runs now (its reply has no reader)."""
+        if self.pending:
+            pending, self.pending = self.pending, b""
+            self.control.run_lines(None, [pending])
 
 
 class Control:
@@ -83,7 +90,7 @@ class Control:
         """A WRITE of the control file: run its complete lines, keep the rest for the next piece."""
         h = req.handle
         assert h is not None
-        s = h.session = h.session or Session()
+        s = h.session = h.session or Session(self)
         if s.read_since:
             s.reply, s.read_since = b"", False
         lines: list[bytes | None] = list((s.pending + data).split(b"\n"))
@@ -110,16 +117,10 @@ class Control:
         h = req.handle
         s = h.session if h is not None else None
         if s is None or s.reply is None:
-            return self.last_reply[req.offset:]
+            return self.last_reply[req.offset:req.offset + size]
         s.read_since = True
-        return s.reply[max(0, req.offset - s.reply_base):]
-
-    def release(self, handle: Handle) -> None:
-        """close(): a last line without a newline runs now (its reply has no reader)."""
-        s = handle.session
-        if s is not None and s.pending:
-            pending, s.pending = s.pending, b""
-            self.run_lines(None, [pending])
+        start = max(0, req.offset - s.reply_base)
+        return s.reply[start:start + size]  # what is asked for, not the rest of a long reply each time
 
     def run_lines(self, req: Request | None, lines: list[bytes | None]) -> tuple[bytes, int]:
         """Run each line; stop at the first error.  Returns (reply, errno)."""
@@ -137,11 +138,11 @@ class Control:
                 out.append(self.run_line(req, line))
             except UsageError as e:
                 out.append(f"error: {e}".rstrip() + "\n")
-                return "".join(out).encode(), errno.EINVAL
+                return "".join(out).encode("utf-8", "surrogateescape"), errno.EINVAL
             except MachineError as e:
                 out.append(f"error: {e}\n")
-                return "".join(out).encode(), e.errno
-        return "".join(out).encode(), 0
+                return "".join(out).encode("utf-8", "surrogateescape"), e.errno
+        return "".join(out).encode("utf-8", "surrogateescape"), 0
 
     def run_line(self, req: Request | None, line: str) -> str:
         try:
@@ -212,7 +213,7 @@ class Control:
 
     def do_tick(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine
-        before = len(m.log.records)
+        before = m.log.printed
         m.note("tick", seconds=a.seconds)
         uptime = m.tick(a.seconds)
         return "".join(line + "\n" for line in m.log.since(before)) + f"uptime {uptime:.2f}s\n"
@@ -244,7 +245,7 @@ class Control:
             current, mems = Caller(0, 0, "fakeproc"), None
         if a.dry_run:
             return self._dry_run(mems)
-        before = len(m.log.records)
+        before = m.log.printed
         result = m.out_of_memory(current, current_mems=mems)
         lines = m.log.since(before)
         lines.append("killed: " + (" ".join(str(t.tid) for t in result.killed if t.is_leader) or "nothing"))

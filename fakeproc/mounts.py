@@ -7,6 +7,7 @@ A daemon killed with SIGKILL leaves its mount answering ENOTCONN
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import subprocess
@@ -105,6 +106,26 @@ def unmount(mountpoint: str) -> None:
         ok, msg = fusermount_unmount(mountpoint, lazy=True)
         if not ok:
             raise OSError(errno.EBUSY, f"cannot unmount {mountpoint}: {msg}")
+
+
+def claim(mountpoint: str) -> int:
+    """Be the one mount starting at ``mountpoint``: an exclusive flock() on the directory, held (by the
+    descriptor returned) for the daemon's life.  Two ``fakeproc mount``s that race for one directory
+    both lock the directory beneath; one wins, the other is told.  One that comes after the mount is
+    made opens the mount's root instead and is refused by the state check that follows."""
+    try:
+        fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise OSError(errno.ENOTDIR, f"{mountpoint} is not a directory (a mount point is one)") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(errno.EBUSY, f"another fakeproc mount is starting at {mountpoint}") from None
+    if mount_state(mountpoint) == "fakeproc":
+        os.close(fd)
+        raise OSError(errno.EBUSY, f"{mountpoint} is already a fakeproc mount (fakeproc umount {mountpoint} first)")
+    return fd
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

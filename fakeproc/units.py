@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
+
+#: the fastest running clock fakeproc offers: simulated seconds per real one
+CLOCK_SPEED_MAX = 1e9
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -18,8 +23,9 @@ def parse_size(value: str | int) -> int:
         return value
     m = _SIZE.match(str(value))
     if not m:
-        raise ValueError(f"not a size: {value!r} (examples: 4096, 64k, 512M, 1.5G)")
-    return int(float(m.group(1)) * _MULT[m.group(2).lower()])
+        raise ValueError(f"not a size: {_short(value)} (examples: 4096, 64k, 512M, 1.5G)")
+    # exact arithmetic: a float of 400 digits is infinite
+    return int(Fraction(m.group(1)) * _MULT[m.group(2).lower()])
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -27,12 +33,24 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"negative duration: {value}")
-        return float(value)
+        return _finite(float(value), value)
     text = str(value).replace(" ", "")
     parts = list(_DURATION_PART.finditer(text))
     if not text or "".join(p.group(0) for p in parts) != text or (len(parts) > 1 and not parts[-1].group(2)):
-        raise ValueError(f"not a duration: {value!r} (examples: 30, 90s, 15m, 2h, 3d, 47h50m)")
-    return sum(float(p.group(1)) * _SECONDS[(p.group(2) or "").lower()] for p in parts)
+        raise ValueError(f"not a duration: {_short(value)} (examples: 30, 90s, 15m, 2h, 3d, 47h50m)")
+    return _finite(sum(float(p.group(1)) * _SECONDS[(p.group(2) or "").lower()] for p in parts), value)
+
+
+def _finite(x: float, value: object) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"not a finite duration: {_short(value)}")
+    return x
+
+
+def _short(value: object) -> str:
+    """A value as an error message quotes it: at most 40 characters of it."""
+    text = str(value)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def format_size(nbytes: int) -> str:
@@ -58,9 +76,10 @@ def parse_clock(value: str | int | float) -> float:
     if text == "real":
         return 1.0
     m = re.fullmatch(r"x?(\d+(?:\.\d+)?)x?", text)
-    if m and float(m.group(1)) > 0:
+    if m and 0 < float(m.group(1)) <= CLOCK_SPEED_MAX:
         return float(m.group(1))
-    raise ValueError(f"not a clock: {value!r} (stepped, real, or a speed such as 60x)")
+    raise ValueError(f"not a clock: {_short(value)} (stepped, real, or a speed such as 60x, at most "
+                     f"{CLOCK_SPEED_MAX:g}x)")
 
 
 def format_clock(scale: float) -> str:

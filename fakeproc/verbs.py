@@ -140,6 +140,13 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     return p
 
 
+def printable(text: str) -> str:
+    """What a terminal is shown of a name: as procps's escape_str(), every control character (ESC, BEL,
+    NUL...) and every byte that is not UTF-8 becomes '?', so a name set with prctl() cannot drive the
+    terminal that lists it."""
+    return "".join(c if (c.isprintable() or c in "\t\n") and not 0xD800 <= ord(c) <= 0xDFFF else "?" for c in text)
+
+
 def format_ps(rows: list[dict[str, object]]) -> str:
     """The table of ``fakeproc ps``; an OOM_SCORE_ADJ column when the era has one."""
     modern = any(r.get("oom_score_adj") is not None for r in rows)
@@ -147,7 +154,7 @@ def format_ps(rows: list[dict[str, object]]) -> str:
     for r in rows:
         adj = f" {r['oom_score_adj']:9d}" if modern else ""
         line = (f"{r['pid']:5d} {r['ppid']:5d} {r['uid']:5d} {r['threads']:3d} {r['oom_adj']:7d}{adj} "
-                f"{r['oom_score']:10d} {r['vm_kib']:8d} {r['rss_kib']:8d} {r['comm']}")
+                f"{r['oom_score']:10d} {r['vm_kib']:8d} {r['rss_kib']:8d} {printable(str(r['comm']))}")
         if r["flags"]:
             line += f" [{r['flags']}]"
         out.append(line)

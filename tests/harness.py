@@ -13,7 +13,7 @@ import errno
 import os
 import stat as statmod
 
-from fakeproc.control import Control
+from fakeproc.control import LONGEST_PIECE, Control
 from fakeproc.fs.core import ProcFS
 from fakeproc.fs.privilege import CapsPrivilege, OwnerPrivilege, Privilege
 from fakeproc.fs.tables import ROOT_DIR
@@ -101,7 +101,7 @@ class CoreMount:
             while chunk := self.pread(h, 4096, offset, uid):
                 out += chunk
                 offset += len(chunk)
-            return out.decode(errors="replace")
+            return out.decode("utf-8", "surrogateescape")
         finally:
             self.close(h)
 
@@ -164,7 +164,7 @@ class CoreMount:
                 self.pwrite(h, line, 0)
             except OSError as e:
                 err = e.errno
-            reply = self.pread(h, 1 << 20, len(line) if not err else 0).decode()
+            reply = self.pread(h, 1 << 20, len(line) if not err else 0).decode("utf-8", "surrogateescape")
         finally:
             self.close(h)
         if check and err:
@@ -178,3 +178,14 @@ class CoreMount:
 def _oserror(e: BaseException, path: str = "") -> OSError:
     err = errno_of(e, "a core call")
     return OSError(err, os.strerror(err), path) if path else OSError(err, os.strerror(err))
+
+
+def kernel_pieces(data: bytes, misalign: int = 0) -> list[bytes]:
+    """How FUSE hands one write() of ``data`` to the daemon (fuse_perform_write()): 128 KiB at a time, the
+    first piece shorter by the buffer's offset into its first page (fuse_get_user_pages() pins at most 32 pages)."""
+    out, first = [], LONGEST_PIECE - misalign
+    while data:
+        n = first if not out else LONGEST_PIECE
+        out.append(data[:n])
+        data = data[n:]
+    return out

@@ -171,7 +171,7 @@ class ProcFS:
         if row.read is None:
             raise FsError(errno.EINVAL)
         self._before_access(node, writing=False)
-        req.handle, req.offset = handle, offset
+        req.handle, req.offset, req.size = handle, offset, size
         data = row.read(req, node)
         if row.positioned:
             return data[:size]
@@ -206,8 +206,8 @@ class ProcFS:
         if handle.node.real is not None:
             assert self.passthrough is not None
             self.passthrough.release(handle)
-        elif handle.session is not None and self.state.control is not None:
-            self.state.control.release(handle)
+        elif handle.node.row.release is not None:
+            handle.node.row.release(handle)
 
     # ------------------------------------------------------------ what procfs refuses, and how
 

@@ -17,18 +17,32 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .creds import acting_as, caller_credentials
 from .tables import MODEL_PID_NAMES, PID, TID
 from .tree import Attr, FsError, Handle, Node, Reality, Request, Row, Version, name_to_int
+
+T = TypeVar("T")
 
 #: What opening a real file passes on: the access mode and the flags that change reads and writes.
 OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DIRECTORY | os.O_NOFOLLOW
 
 #: The row of every passed-through node (its mode is the host's, read at each stat)
 REAL = Row("(host)", stat.S_IFREG)
+
+
+class HostFile:
+    """What an open host file keeps: whether its caller asked not to wait, and whether it has a position."""
+
+    __slots__ = ("nonblock", "stream")
+
+    def __init__(self, nonblock: bool) -> None:
+        self.nonblock = nonblock
+        self.stream = False
 
 
 class Passthrough:
@@ -126,19 +140,61 @@ class Passthrough:
 
     # ------------------------------------------------------------ I/O
 
+    # A host file is opened non-blocking, whatever the caller asked: a read that would wait (/proc/kmsg
+    # with nothing new) then says so at once (BlockingIOError), and the backend waits for it elsewhere,
+    # interruptibly (wait_readable()), never in the loop that serves everyone else.  The caller's own
+    # O_NONBLOCK is remembered (Handle.session): it gets EAGAIN, as from the host.  A file that has no
+    # position (a stream: kmsg, uid_map's writers...) is read and written without one.
+
     def open(self, node: Node, flags: int, req: Request) -> Handle:
         assert node.real is not None
         with self._as_caller(req):
-            fd = os.open(node.real, flags & OPEN_FLAGS)
-        return Handle(node, fd)
+            fd = os.open(node.real, (flags & OPEN_FLAGS) | os.O_NONBLOCK)
+        h = Handle(node, fd)
+        h.session = HostFile(bool(flags & os.O_NONBLOCK))
+        return h
 
     def read(self, handle: Handle, size: int, offset: int, req: Request) -> bytes:
-        with self._as_caller(req):
-            return os.pread(handle.fd, size, offset)
+        """One read; BlockingIOError where the host would make the caller wait (see wait_readable())."""
+        fd = handle.fd
+        return self._io(handle, req, lambda: os.pread(fd, size, offset), lambda: os.read(fd, size))
 
     def write(self, handle: Handle, data: bytes, offset: int, req: Request) -> int:
+        fd = handle.fd
+        return self._io(handle, req, lambda: os.pwrite(fd, data, offset), lambda: os.write(fd, data))
+
+    def _io(self, handle: Handle, req: Request, at_offset: Callable[[], T], in_stream: Callable[[], T]) -> T:
+        """I/O at the caller's offset, as the caller: a file that is a stream (ESPIPE: kmsg) is read and
+        written in sequence from then on."""
+        f: HostFile = handle.session
         with self._as_caller(req):
-            return os.pwrite(handle.fd, data, offset)
+            if not f.stream:
+                try:
+                    return at_offset()
+                except OSError as e:
+                    if e.errno != errno.ESPIPE:
+                        raise
+                    f.stream = True
+            return in_stream()
+
+    @staticmethod
+    def caller_waits(handle: Handle) -> bool:
+        """Did the caller open the file blocking (so a read that would block must wait, not fail)?"""
+        return not handle.session.nonblock
+
+    @staticmethod
+    def wait_readable(handle: Handle, wake: int) -> bool:
+        """Wait until the host file has something to read (True) or ``wake`` is written to (False: the
+        caller's request was interrupted)."""
+        poller = select.poll()
+        poller.register(handle.fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        poller.register(wake, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if wake in ready:
+                return False
+            if handle.fd in ready:
+                return True
 
     def release(self, handle: Handle) -> None:
         if handle.fd >= 0:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from ..kernel.caps import CAP_ALL
 from ..machine import Machine, Mm, Task
-from ..machine.task import PAGE_SIZE
+from ..machine.task import PAGE_SIZE, comm_bytes
 
 USER_HZ = 100  # include/asm-generic/param.h: what clock_t counts in
 NR_CPUS = 1  # the simulated machine has one CPU (cpu0)
@@ -163,7 +163,7 @@ def pid_stat(m: Machine, t: Task, whole: bool = True) -> bytes:
         0, 0, 0, 0, 0, 0, 0,  # start_data, end_data, start_brk, arg_start, arg_end, env_start, env_end
         0,  # exit_code
     ]
-    return f"{t.tid} ({t.comm}) {' '.join(map(str, fields))}\n".encode()
+    return f"{t.tid} ({t.comm}) {' '.join(map(str, fields))}\n".encode("utf-8", "surrogateescape")
 
 
 def pid_statm(m: Machine, t: Task) -> bytes:
@@ -286,7 +286,7 @@ def pid_status(m: Machine, t: Task) -> bytes:
         "voluntary_ctxt_switches:\t0",
         "nonvoluntary_ctxt_switches:\t0",
     ]
-    return ("\n".join(out) + "\n").encode()
+    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 
 def pid_cmdline(m: Machine, t: Task) -> bytes:
@@ -298,12 +298,12 @@ def pid_cmdline(m: Machine, t: Task) -> bytes:
     """
     if t.mm is None:
         return b""
-    return t.leader.comm.encode() + b"\0"
+    return comm_bytes(t.leader.comm) + b"\0"
 
 
 def pid_comm(m: Machine, t: Task) -> bytes:
     """fs/proc/base.c comm_show(): the thread's comm and a newline."""
-    return t.comm.encode() + b"\n"
+    return comm_bytes(t.comm) + b"\n"
 
 
 # ----------------------------------------------------------------------------------- /proc/*

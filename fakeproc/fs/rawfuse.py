@@ -48,6 +48,7 @@ import stat
 import struct
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..machine import Task
@@ -101,6 +102,7 @@ RW_IN = struct.Struct("<QQIIQII")              # fuse_read_in, fuse_write_in
 WRITE_OUT = struct.Struct("<II")
 RELEASE_IN = struct.Struct("<QIIQ")
 FORGET_IN = struct.Struct("<Q")
+INTERRUPT_IN = struct.Struct("<Q")
 BATCH_FORGET_IN = struct.Struct("<II")
 FORGET_ONE = struct.Struct("<QQ")
 XATTR_IN = struct.Struct("<II")                # fuse_getxattr_in (size, padding)
@@ -200,6 +202,12 @@ class RawFuse:
         self.next_fh = 1
         self.dirs: dict[int, DirHandle] = {}
         self.next_dh = 1
+        # run mode: reads of host files that wait, each in a thread of its own (wait_and_read()), and what
+        # an INTERRUPT tells them: unique -> the pipe that wakes it; uniques interrupted before they waited
+        self.waiters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rawfuse-wait")
+        self.waiting: dict[int, int] = {}
+        self.interrupted: set[int] = set()
+        self.waiting_lock = threading.Lock()
         self.handlers = {
             LOOKUP: self.lookup, GETATTR: self.getattr, SETATTR: self.setattr, READLINK: self.readlink,
             SYMLINK: self.symlink, MKNOD: self.mknod, MKDIR: self.mkdir, UNLINK: self.unlink, RMDIR: self.rmdir,
@@ -233,6 +241,10 @@ class RawFuse:
             for t in extra:
                 t.join()
         finally:
+            with self.waiting_lock:  # reads still waiting end now (EINTR; their callers are gone anyway)
+                for wake in self.waiting.values():
+                    os.write(wake, b"!")
+            self.waiters.shutdown(wait=True)
             with self.lock:
                 if self.changed in machine.entry_watchers:
                     machine.entry_watchers.remove(self.changed)
@@ -300,6 +312,8 @@ class RawFuse:
                 log.debug("%s", self.describe(opcode, nodeid, mv[40:n]))
             if handler is None:
                 err = -errno.ENOSYS
+            elif opcode in (READ, WRITE) and self.host_io(fd, opcode, unique, mv[40:n], (uid, gid, pid)):
+                continue  # the host's file, read or written outside the model's lock (and maybe answered later)
             else:
                 with lock:
                     noted = self.noted
@@ -421,7 +435,7 @@ class RawFuse:
             self.invalidate_entry(ROOT_ID, name, count=False)
 
     def invalidate_entry(self, parent: int, name: str, count: bool = True) -> None:
-        raw = name.encode()
+        raw = os.fsencode(name)
         self.notify(NOTIFY_INVAL_ENTRY, NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(raw), 0) + raw + b"\0", count)
 
     def invalidate_inode(self, nodeid: int) -> None:
@@ -485,10 +499,10 @@ class RawFuse:
 
     @staticmethod
     def name(data: memoryview) -> str:
-        try:
-            return bytes(data).split(b"\0", 1)[0].decode()
-        except UnicodeDecodeError:
-            raise FsError(errno.EINVAL) from None  # libfuse 2 / fusepy: a name that does not decode
+        """A name from a request: the host's names are bytes, held as text with surrogates for what is not
+        UTF-8 (os.fsdecode), so that a passed-through name that is no UTF-8 is found again; the model's
+        names are all ASCII, so such a name is simply absent from them."""
+        return os.fsdecode(bytes(data).split(b"\0", 1)[0])
 
     def path_of(self, nodeid: int) -> str:
         """The path a node was looked up as (for the log): its names up to the root."""
@@ -525,7 +539,18 @@ class RawFuse:
         raise NoReply
 
     def interrupt(self, nodeid: int, data: memoryview, ctx: tuple[int, int, int]) -> bytes:
-        raise NoReply  # every request is answered at once anyway
+        """FUSE_INTERRUPT: the caller of request ``unique`` gave up (a signal).  Every request is answered at
+        once but a read of a host file that waits (/proc/kmsg): that one is woken and answers EINTR."""
+        unique = INTERRUPT_IN.unpack_from(data)[0]
+        with self.waiting_lock:
+            wake = self.waiting.get(unique)
+            if wake is None:
+                self.interrupted.add(unique)  # it may not be waiting yet; a finished one is forgotten below
+                if len(self.interrupted) > 1024:
+                    self.interrupted.clear()
+        if wake is not None:
+            os.write(wake, b"!")
+        raise NoReply
 
     def destroy(self, nodeid: int, data: memoryview, ctx: tuple[int, int, int]) -> bytes:
         return b""
@@ -552,7 +577,7 @@ class RawFuse:
         return self.attr_reply(nodeid, a)
 
     def readlink(self, nodeid: int, data: memoryview, ctx: tuple[int, int, int]) -> bytes:
-        return self.fs.readlink(self.node(nodeid), self.fs.request(*ctx)).encode()[:4096]
+        return os.fsencode(self.fs.readlink(self.node(nodeid), self.fs.request(*ctx)))[:4096]
 
     def open(self, nodeid: int, data: memoryview, ctx: tuple[int, int, int]) -> bytes:
         flags, _ = OPEN_IN.unpack_from(data)
@@ -576,6 +601,76 @@ class RawFuse:
         fh, offset, size, *_ = RW_IN.unpack_from(data)
         n = self.fs.write(self._handle(fh), bytes(data[40:40 + size]), offset, self.fs.request(*ctx))
         return WRITE_OUT.pack(n, 0)
+
+    # ------------------------------------------------------------ the host's files (run mode)
+
+    def host_io(self, fd: int, opcode: int, unique: int, data: memoryview, ctx: tuple[int, int, int]) -> bool:
+        """A READ or WRITE of a passed-through host file: done here, without the model's lock (it reads and
+        writes no model state), and answered; False if the handle is not a host file's.
+
+        A read that would wait (/proc/kmsg with nothing new) goes to a waiter thread, which answers when the
+        file has something or EINTR when the caller is interrupted: the loop goes on serving everyone else.
+        """
+        fh, offset, size, *_ = RW_IN.unpack_from(data)
+        h = self.handles.get(fh)
+        passthrough = self.fs.passthrough
+        if h is None or h.node.real is None or passthrough is None:
+            return False
+        req = self.fs.request(*ctx)
+        err, out = 0, b""
+        try:
+            if opcode == WRITE:
+                out = WRITE_OUT.pack(passthrough.write(h, bytes(data[40:40 + size]), offset, req), 0)
+            else:
+                out = passthrough.read(h, size, offset, req)[:size]
+        except BlockingIOError:
+            if opcode == READ and passthrough.caller_waits(h):
+                self.waiters.submit(self.wait_and_read, fd, unique, h, size, offset, ctx)
+                return True
+            err = -errno.EAGAIN
+        except Exception as e:  # noqa: BLE001 - every failure becomes an errno, bugs logged
+            err = -errno_of(e, f"opcode {OPNAMES.get(opcode, opcode)} of a host file")
+        self.reply(fd, unique, err, out)
+        return True
+
+    def wait_and_read(self, fd: int, unique: int, h: Handle, size: int, offset: int, ctx: tuple[int, int, int]
+                      ) -> None:
+        """A waiter thread: poll the host file and a pipe an INTERRUPT writes to; read when it can."""
+        passthrough = self.fs.passthrough
+        assert passthrough is not None
+        r, w = os.pipe()
+        err, out = 0, b""
+        try:
+            with self.waiting_lock:
+                self.waiting[unique] = w
+                gone = unique in self.interrupted
+            while True:
+                if gone or not passthrough.wait_readable(h, r):
+                    err = -errno.EINTR
+                    break
+                try:
+                    out = passthrough.read(h, size, offset, self.fs.request(*ctx))[:size]
+                    break
+                except BlockingIOError:
+                    continue  # someone else read it first
+        except Exception as e:  # noqa: BLE001 - every failure becomes an errno, bugs logged
+            err = -errno_of(e, "a waiting read of a host file")
+        finally:
+            with self.waiting_lock:
+                self.waiting.pop(unique, None)
+                self.interrupted.discard(unique)
+            os.close(r)
+            os.close(w)
+        self.reply(fd, unique, err, out)
+
+    @staticmethod
+    def reply(fd: int, unique: int, err: int, out: bytes) -> None:
+        try:
+            os.write(fd, OUT_HEADER.pack(16 + len(out), err, unique) + out)
+        except OSError as e:
+            # ENOENT: the request was interrupted and is gone; ENODEV, ECONNABORTED: unmounted
+            if e.errno not in (errno.ENOENT, errno.ENODEV, errno.ECONNABORTED, errno.EBADF):
+                raise
 
     def release(self, nodeid: int, data: memoryview, ctx: tuple[int, int, int]) -> bytes:
         h = self.handles.pop(RELEASE_IN.unpack_from(data)[0], None)
@@ -616,7 +711,7 @@ class RawFuse:
         if dh.entries is None or offset == 0:
             dh.entries = []
             for i, (name, mode) in enumerate(self.fs.readdir(dh.node, self.fs.request(*ctx))):
-                b = name.encode()
+                b = os.fsencode(name)  # a host name that is no UTF-8 comes back as the bytes it was
                 # d_ino: no inode number is promised before a LOOKUP (libfuse 2 sends the same); d_type from
                 # the mode where the table knows it (DT_UNKNOWN: 0 for the host's names)
                 rec = DIRENT.pack(0xFFFFFFFF, i + 1, len(b), stat.S_IFMT(mode) >> 12) + b

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from ..machine import MachineError, Task
 from . import procfiles
-from .tree import DIR, LNK, REG, Node, Request, Row, Table, name_to_int
+from .tree import DIR, LNK, REG, Handle, Node, Request, Row, Table, name_to_int
 
 # ------------------------------------------------------------------------- the tables, filled below
 
@@ -211,7 +211,12 @@ def read_control(req: Request, node: Node) -> bytes:
     control = req.state.control
     if control is None:
         return b""
-    return control.read(req, 1 << 30)
+    return control.read(req, req.size)
+
+
+def release_control(handle: Handle) -> None:
+    if handle.session is not None:
+        handle.session.close(handle)
 
 
 def write_control(req: Request, node: Node, data: bytes) -> int:
@@ -222,11 +227,18 @@ def write_control(req: Request, node: Node, data: bytes) -> int:
 
 
 def read_dmesg(req: Request, node: Node) -> bytes:
-    return req.machine.log.text().encode()
+    """The log's text as it was when the file was opened, made once per open: a read costs what it returns
+    (the kernel's syslog reads likewise do not rebuild the buffer).  A comm's bytes come as they were."""
+    h = req.handle
+    if h is None:
+        return req.machine.log.text().encode("utf-8", "surrogateescape")
+    if h.session is None:
+        h.session = req.machine.log.text().encode("utf-8", "surrogateescape")
+    return h.session
 
 
 FAKEPROC.extend([
-    REG("control", 0o600, read_control, write_control, positioned=True),
+    REG("control", 0o600, read_control, write_control, positioned=True, release=release_control),
     REG("dmesg", 0o444, read_dmesg),
 ])
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 ReadHandler = Callable[["Request", "Node"], bytes]
 WriteHandler = Callable[["Request", "Node", bytes], int]
 LinkHandler = Callable[["Request", "Node"], str]
+ReleaseHandler = Callable[["Handle"], None]
 #: A kernel version as numbers: (2, 6, 32), (6, 18).  2.6.31-rc1..rc6 are (2, 6, 31, -1): before 2.6.31.
 Version = tuple[int, ...]
 
@@ -73,6 +74,7 @@ class Row:
     read: ReadHandler | None = None
     write: WriteHandler | None = None
     link: LinkHandler | None = None
+    release: ReleaseHandler | None = None  # close() of an open file (what it kept per open)
     since: Version | None = None
     until: Version | None = None
     positioned: bool = False
@@ -211,8 +213,8 @@ class Attr(NamedTuple):
 
 
 class Handle:
-    """An open file: the node it was opened on, and what the file keeps per open (the control file's reply,
-    run mode's host descriptor)."""
+    """An open file: the node it was opened on, and what the file keeps per open (the control file's
+    replies, the log's text as it was at open, run mode's host descriptor)."""
 
     __slots__ = ("node", "fd", "session")
 
@@ -257,6 +259,8 @@ class Fallback(Protocol):
     def read(self, handle: Handle, size: int, offset: int, req: Request) -> bytes: ...
     def write(self, handle: Handle, data: bytes, offset: int, req: Request) -> int: ...
     def release(self, handle: Handle) -> None: ...
+    def caller_waits(self, handle: Handle) -> bool: ...
+    def wait_readable(self, handle: Handle, wake: int) -> bool: ...
 
 
 class ControlSurface(Protocol):
@@ -265,8 +269,6 @@ class ControlSurface(Protocol):
     def write(self, req: Request, data: bytes) -> int: ...
 
     def read(self, req: Request, size: int) -> bytes: ...
-
-    def release(self, handle: Handle) -> None: ...
 
 
 class FsState:
@@ -291,7 +293,7 @@ class FsState:
 class Request:
     """One call: who asks (uid, gid, thread id from the FUSE request header) and the shared state."""
 
-    __slots__ = ("state", "uid", "gid", "tid", "handle", "offset")
+    __slots__ = ("state", "uid", "gid", "tid", "handle", "offset", "size")
 
     def __init__(self, state: FsState, uid: int, gid: int, tid: int, handle: Handle | None = None,
                  offset: int = 0) -> None:
@@ -301,6 +303,7 @@ class Request:
         self.tid = tid
         self.handle = handle  # the open file, if any
         self.offset = offset  # file position of this read or write
+        self.size = 0  # bytes asked for by this read
 
     @property
     def machine(self) -> Machine:

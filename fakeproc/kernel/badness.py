@@ -11,7 +11,8 @@ from functools import partial
 from math import isqrt
 from typing import NamedTuple
 
-ULONG_MAX = (1 << 64) - 1
+from .limits import ULONG_MAX, as_long, as_ulong
+
 OOM_DISABLE = -17
 OOM_ADJUST_MIN = -16
 OOM_ADJUST_MAX = 15
@@ -67,7 +68,8 @@ def legacy_badness(i: LegacyInputs, adj_first: bool = True, trace: list[tuple[st
     if i.oom_origin:
         return step(lambda: "running swapoff (PF_OOM_ORIGIN): ULONG_MAX", ULONG_MAX)
     for vm in i.children_vm:
-        points = step(partial("+ child: its own total_vm {} / 2 + 1".format, vm), points + vm // 2 + 1)
+        # unsigned long: the sum wraps as the kernel's does
+        points = step(partial("+ child: its own total_vm {} / 2 + 1".format, vm), (points + vm // 2 + 1) & ULONG_MAX)
     shift = SHIFT_HZ[i.hz] + 3
     cpu_time = i.cpu_jiffies >> shift
     run_time = (i.uptime_s - i.start_time_s) >> 10 if i.uptime_s >= i.start_time_s else 0
@@ -112,9 +114,9 @@ def modern_badness(i: ModernInputs) -> int | None:
     """oom_badness() of 6.x: None stands for LONG_MIN (unkillable)."""
     if i.unkillable:
         return None
-    points = i.rss + i.swap + i.pgtables_bytes // i.page_size
-    points += i.oom_score_adj * (i.totalpages // 1000)
-    return points
+    # get_mm_rss() + swap entries + page tables: unsigned longs, summed into a long; then the adjustment
+    points = as_long(as_ulong(i.rss + i.swap + i.pgtables_bytes // i.page_size))
+    return as_long(points + i.oom_score_adj * (i.totalpages // 1000))
 
 
 def _c_div(a: int, b: int) -> int:
@@ -126,4 +128,6 @@ def modern_oom_score(badness: int | None, totalpages: int) -> int:
     """fs/proc/base.c proc_oom_score() of 6.x: ``(1000 + points*1000/totalpages)*2/3``."""
     if badness is None:
         return 0
-    return _c_div((1000 + _c_div(badness * 1000, totalpages)) * 2, 3)
+    # long arithmetic, printed with %lu: a long that wrapped prints as a large unsigned number
+    points = as_long(1000 + _c_div(as_long(badness * 1000), totalpages))
+    return as_ulong(_c_div(as_long(points * 2), 3))

@@ -38,6 +38,7 @@ from .table import ProcessTable
 from .task import NEVER, PAGE_SIZE, STALE, Caller, Task
 
 LONG_MAX = (1 << 63) - 1
+LONG_MIN = -(1 << 63)
 #: distinct start times whose run-time root one selection remembers (a list of tasks started
 #: together shares one entry; tasks all started apart would each compute their own anyway)
 ROOT_MEMO_SIZE = 4096
@@ -200,10 +201,10 @@ class OomKiller:
     def badness_inputs(self, p: Task, current_mems: frozenset[int] | None = None) -> LegacyInputs:
         """Gather what legacy badness() reads: the thread group's cpu time in 2.6.32, the thread's before."""
         mm = p.mm
-        if self.era.per_process:
-            cpu = p.signal.dead_cputime + sum(th.utime + th.stime for th in p.signal.threads)
+        if self.era.per_process:  # thread_group_cputime(): an unsigned long sum (it wraps)
+            cpu = (p.signal.dead_cputime + sum(th.utime + th.stime for th in p.signal.threads)) & ULONG_MAX
         else:
-            cpu = p.utime + p.stime
+            cpu = (p.utime + p.stime) & ULONG_MAX
         children = p.children if p.is_leader else []
         return LegacyInputs(
             oom_adj=self.adj(p),
@@ -319,6 +320,10 @@ class OomKiller:
                     assert mm is not None
                     points = (mm._rss_anon + mm._rss_file + mm._rss_shmem + mm._swap + mm._pgtables // page_size
                               + p._signal._oom_score_adj * adj_unit)
+                    if not LONG_MIN < points <= LONG_MAX:  # oom_badness()'s unsigned long and long sums wrap
+                        points = modern_badness(ModernInputs(
+                            False, mm._rss_anon + mm._rss_file + mm._rss_shmem, mm._swap, mm._pgtables,
+                            p._signal._oom_score_adj, self.memory.totalpages))
                 p.oom_points = points
                 p.oom_until = NEVER
             if points is None:
@@ -403,6 +408,7 @@ class OomKiller:
                                 cm = c._mm
                                 if cm is not None and cm is not mm:
                                     points += cm._total_vm // 2 + 1
+                            points &= ULONG_MAX  # an unsigned long sum: it wraps
                         if per_process:
                             sig = p._signal
                             threads = sig.threads
@@ -414,7 +420,7 @@ class OomKiller:
                                     cpu += th._utime + th._stime
                         else:
                             cpu = p._utime + p._stime
-                        cpu >>= shift
+                        cpu = (cpu & ULONG_MAX) >> shift
                         if cpu:
                             points //= isqrt(cpu)
                         start = p._start_time

@@ -15,6 +15,7 @@ import errno
 from collections.abc import Iterator
 
 from ..kernel.eras import Era
+from ..kernel.limits import CAP_BITS, NICE_MAX, NICE_MIN, ULONG_MAX, finite, max_uptime
 from ..units import format_size
 from .clock import Clock
 from .errors import MachineError
@@ -24,10 +25,8 @@ from .klog import KernelLog
 from .memory import Memory
 from .oomfiles import OomFiles, Writer
 from .pressure import Pressure
-from .table import EXEC_DEFAULT_RSS, EXEC_DEFAULT_VM, ProcessTable, Watcher
-from .task import COMM_LEN, PAGE_SIZE, Caller, Mm, Task
-
-NICE_MIN, NICE_MAX = -20, 19
+from .table import EXEC_DEFAULT_RSS, EXEC_DEFAULT_VM, ProcessTable, Watcher, check_ids
+from .task import PAGE_SIZE, Caller, Mm, Task
 
 
 class Machine:
@@ -159,6 +158,8 @@ class Machine:
         return self.table.clone_thread(pid, tid=tid)
 
     def exec(self, pid: int, comm: str, *, vm: int = EXEC_DEFAULT_VM, rss: int = EXEC_DEFAULT_RSS) -> Task:
+        if not 0 <= rss <= vm or vm // PAGE_SIZE > ULONG_MAX:
+            raise MachineError(errno.EINVAL, "exec needs 0 <= rss <= vm, and vm in an unsigned long of pages")
         t = self.table.exec(pid, comm, vm=vm, rss=rss)
         self.pressure.stop(t.tgid)  # a new program: the old one's allocation stops
         return t
@@ -177,8 +178,11 @@ class Machine:
         t = self.table.process(pid)
         if nice is not None and not NICE_MIN <= nice <= NICE_MAX:
             raise MachineError(errno.EINVAL, f"nice must be {NICE_MIN}..{NICE_MAX}")
-        if start is not None and start > self.clock.uptime:
-            raise MachineError(errno.EINVAL, "a process cannot start after now")
+        if start is not None and not 0 <= start <= self.clock.uptime:
+            raise MachineError(errno.EINVAL, "a process starts between boot and now")
+        if caps is not None and not 0 <= caps < 1 << CAP_BITS:
+            raise MachineError(errno.EINVAL, f"capabilities are {CAP_BITS} bits")
+        check_ids(uid, gid)
         for th in t.signal.threads:
             if nice is not None:
                 th.nice = nice
@@ -187,7 +191,7 @@ class Machine:
             if caps is not None:
                 th.caps = caps
         if comm is not None:
-            t.comm = comm[:COMM_LEN]
+            t.comm = comm  # cut as the kernel cuts it (Task.comm)
         if swapoff is not None:
             t.oom_origin = swapoff
         if start is not None:
@@ -199,7 +203,7 @@ class Machine:
         """What one thread is, as run mode reads it from a real one (no change event: a real process's
         fields follow the host, they are not changes made to the machine)."""
         if comm is not None:
-            t.comm = comm[:COMM_LEN]
+            t.comm = comm  # cut as the kernel cuts it (Task.comm)
         if nice is not None:
             t.nice = nice
         if caps is not None:
@@ -226,6 +230,11 @@ class Machine:
         """Set counters of a process's mm (total_vm, rss_anon, rss_file, rss_shmem, swap in pages;
         pgtables in bytes)."""
         t = self.table.process(pid)
+        mm = self.memory.mm_of(t)
+        after = {k: pages.get(k, getattr(mm, k)) for k in ("total_vm", "rss_anon", "rss_file", "rss_shmem")}
+        if after["rss_anon"] + after["rss_file"] + after["rss_shmem"] > after["total_vm"]:
+            raise MachineError(errno.EINVAL, "resident memory (rss + file + shmem) cannot exceed vm: what is "
+                                             "resident is mapped")
         mm = self.memory.set_counters(t, **pages)
         self._note_memory(t, mm)
         return mm
@@ -249,9 +258,11 @@ class Machine:
 
     def charge_cpu(self, tid: int, seconds: float, system: bool = False) -> Task:
         t = self.table.task(tid)
+        if not finite(seconds) or seconds < 0:
+            raise MachineError(errno.EINVAL, "cpu time is a finite number of seconds, not negative")
         j = int(seconds * self.clock.hz)
-        if j < 0:
-            raise MachineError(errno.EINVAL, "cpu time cannot be negative")
+        if (t.stime if system else t.utime) + j > ULONG_MAX:
+            raise MachineError(errno.EINVAL, "cpu time would pass an unsigned long of jiffies")
         if system:
             t.stime += j
         else:
@@ -261,6 +272,8 @@ class Machine:
 
     def set_alloc_rate(self, pid: int, nbytes_per_s: float) -> Task:
         t = self.table.process(pid)
+        if not finite(nbytes_per_s) or nbytes_per_s > ULONG_MAX:
+            raise MachineError(errno.EINVAL, f"an allocation rate is at most {ULONG_MAX} bytes a second")
         self.pressure.set_rate(t, nbytes_per_s)
         return t
 
@@ -273,6 +286,9 @@ class Machine:
         """Move the clock by ``seconds``; allocators allocate, and the killer runs when memory runs out."""
         if seconds < 0:
             raise MachineError(errno.EINVAL, "the clock does not go back")
+        if not finite(seconds) or self.clock.uptime + seconds > max_uptime(self.clock.hz):
+            raise MachineError(errno.EINVAL, f"the uptime would pass jiffies_64 at HZ={self.clock.hz} "
+                                             f"({max_uptime(self.clock.hz):.0f} s)")
         self.pressure.run_clock(seconds)
         return self.clock.uptime
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+from ..kernel.limits import ULONG_MAX
 from .errors import MachineError
 from .table import ProcessTable
 from .task import PAGE_SIZE, Mm, Task
@@ -53,8 +54,8 @@ class Memory:
         for k, v in pages.items():
             if k not in MM_COUNTERS:
                 raise MachineError(errno.EINVAL, f"no such memory counter: {k}")
-            if v < 0:
-                raise MachineError(errno.EINVAL, f"{k} cannot be negative")
+            if not 0 <= v <= ULONG_MAX:
+                raise MachineError(errno.EINVAL, f"{k} must be 0..{ULONG_MAX} (an unsigned long)")
         for k, v in pages.items():
             setattr(mm, k, v)
         return mm
@@ -65,6 +66,8 @@ class Memory:
         d = nbytes // PAGE_SIZE if nbytes >= 0 else -(-nbytes // PAGE_SIZE)
         if mm.total_vm + d < 0:
             raise MachineError(errno.EINVAL, f"{t.tgid} maps only {mm.total_vm * PAGE_SIZE} bytes")
+        if mm.total_vm + d > ULONG_MAX:
+            raise MachineError(errno.EINVAL, "total_vm would pass an unsigned long of pages")
         mm.total_vm += d
         mm.rss_anon = max(0, min(mm.rss_anon + d, mm.total_vm - mm.rss_file - mm.rss_shmem))
         return mm

@@ -66,8 +66,10 @@ the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import stat as statmod
 import sys
 import tempfile
 import tomllib
@@ -77,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from ..kernel import ERA_NAMES
+from ..kernel.badness import SHIFT_HZ
 from ..kernel.caps import CAP_ALL, CAPABILITIES, parse_caps
 from ..kernel.eras import (
     AdjHome,
@@ -86,12 +89,25 @@ from ..kernel.eras import (
     oom_score_adj_in_range,
     score_adj_to_legacy,
 )
+from ..kernel.limits import (
+    MAX_NUMNODES,
+    NICE_MAX,
+    NICE_MIN,
+    PID_MAX_DEFAULT,
+    PID_MAX_LIMIT,
+    RESERVED_PIDS,
+    UID_MAX,
+    ULONG_MAX,
+    max_threads,
+    max_uptime,
+    ulong_pages,
+)
 from ..units import format_clock, format_size, parse_clock, parse_duration, parse_rate, parse_size
 from .errors import MachineError
 from .machine import Machine
-from .task import PAGE_SIZE, Mm, SignalStruct, Task
+from .task import PAGE_SIZE, Mm, SignalStruct, Task, task_comm
 
-MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "clock", "description", "kernel", "next_pid",
+MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "clock", "description", "kernel", "next_pid", "pid_max",
                 "oom_adj_deprecation_warned"}
 MEMORY_KEYS = {"vm", "rss", "file_rss", "shmem_rss", "swap", "pgtables", "pgtables_bytes"}
 PROCESS_KEYS = MEMORY_KEYS | {
@@ -112,16 +128,42 @@ def default_scenario_text() -> str:
     return resources.files("fakeproc.scenarios").joinpath("default.toml").read_text()
 
 
+#: The largest scenario file read (a million processes take about 130 MB); a file is read no further
+MAX_SCENARIO_BYTES = 1 << 30
+
+
+def read_scenario(path: str | Path) -> str:
+    """The text of a scenario file: a regular file (not a FIFO, whose open would wait for a writer, nor a
+    device such as /dev/zero, which never ends) of at most MAX_SCENARIO_BYTES, in UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ScenarioError(f"{path}: {e.strerror}") from e
+    try:
+        st = os.fstat(fd)
+        if not statmod.S_ISREG(st.st_mode):
+            raise ScenarioError(f"{path}: not a regular file (a scenario is a TOML file)")
+        if st.st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"{path}: {st.st_size} bytes; a scenario is at most {MAX_SCENARIO_BYTES}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_SCENARIO_BYTES + 1)
+    except OSError as e:
+        raise ScenarioError(f"{path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{path}: longer than {MAX_SCENARIO_BYTES} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
 def load_scenario(path: str | Path | None, era: Era) -> Machine:
     """Build a machine from a scenario file (None: the embedded default)."""
     if path is None:
-        text, name = default_scenario_text(), "<default scenario>"
-    else:
-        try:
-            text, name = Path(path).read_text(), str(path)
-        except OSError as e:
-            raise ScenarioError(f"{path}: {e.strerror}") from e
-    return build_machine(text, era, name)
+        return build_machine(default_scenario_text(), era, "<default scenario>")
+    return build_machine(read_scenario(path), era, str(path))
 
 
 def scenario_kernel(path: str | Path | None) -> str | None:
@@ -132,7 +174,7 @@ def scenario_kernel(path: str | Path | None) -> str | None:
     if path is None:
         return None
     try:
-        text = Path(path).read_text()
+        text = read_scenario(path)
         first = text.find(PROCESS_HEADER)
         machine = None
         if first >= 0:  # a big machine: its [machine] table is in the head, before the processes
@@ -141,7 +183,7 @@ def scenario_kernel(path: str | Path | None) -> str | None:
         if machine is None:
             machine = tomllib.loads(text).get("machine", {})
         kernel = machine.get("kernel")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return kernel if kernel in ERA_NAMES else None
 
@@ -150,8 +192,8 @@ def _caps(value: Any, uid: int, where: str) -> int:
     if value is None:
         return CAP_ALL if uid == 0 else 0
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ScenarioError(f"{where}: caps cannot be negative")
+        if not 0 <= value <= CAP_ALL:
+            raise ScenarioError(f"{where}: caps is a bit mask of {CAP_ALL.bit_length()} capabilities (0..{CAP_ALL:#x})")
         return value
     if not isinstance(value, (str, list)):
         raise ScenarioError(f"{where}: caps must be \"all\", \"none\", a list of names or a bit mask")
@@ -163,17 +205,33 @@ def _caps(value: Any, uid: int, where: str) -> int:
 
 def _pages(spec: dict[str, Any], key: str, where: str) -> int:
     try:
-        return _shared(parse_size(spec.get(key, 0)) // PAGE_SIZE)
+        pages = parse_size(spec.get(key, 0)) // PAGE_SIZE
     except ValueError as e:
         raise ScenarioError(f"{where}: {key}: {e}") from e
+    if pages > ULONG_MAX:
+        raise ScenarioError(f"{where}: {key}: more pages than an unsigned long holds")
+    return _shared(pages)
+
+
+def _mems(value: Any) -> frozenset[int]:
+    """A cpuset's memory nodes: a list of node numbers below MAX_NUMNODES."""
+    if not isinstance(value, list):
+        raise ScenarioError("mems must be a list of memory node numbers")
+    return frozenset(_int(n, "a memory node", 0, MAX_NUMNODES - 1) for n in value)
+
+
+def _int(value: Any, key: str, lo: int, hi: int) -> int:
+    """A TOML integer in lo..hi (the kernel type's range): not a float, a boolean or a string."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{key} must be an integer, not {type(value).__name__} {str(value)[:40]!r}")
+    if not lo <= value <= hi:
+        raise ScenarioError(f"{key} must be {lo}..{hi}")
+    return value
 
 
 def _count(spec: dict[str, Any], key: str, default: int = 0) -> int:
-    """A non-negative integer key (jiffies, byte counts, pids)."""
-    v = spec.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ScenarioError(f"{key} must be a non-negative integer")
-    return v
+    """A non-negative integer key (jiffies, byte counts, pids): an unsigned long."""
+    return _int(spec.get(key, default), key, 0, ULONG_MAX)
 
 
 #: A process table's header on a line of its own: where a scenario is cut into pieces parsed one by one.
@@ -241,12 +299,14 @@ def build_machine(text: str, era: Era, name: str = "<scenario>") -> Machine:
         try:
             head, specs, dmesg = _pieces(text)
             return _build(head, specs, dmesg, era, name)
-        except (_Unsplittable, tomllib.TOMLDecodeError, ScenarioError):
+        except (_Unsplittable, tomllib.TOMLDecodeError, ScenarioError, RecursionError):
             pass  # read whole: the errors (and their order) are those of the whole document
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ScenarioError(f"{name}: {e}") from e
+        except RecursionError:
+            raise ScenarioError(f"{name}: nested too deeply to read") from None
         return _build(doc, doc.get("process", []), doc.get("dmesg", []), era, name)
     finally:
         _SHARED.clear()
@@ -265,34 +325,45 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
     if "kernel" in mspec and mspec["kernel"] not in ERA_NAMES:
         raise ScenarioError(f"{name}: [machine]: kernel must be one of {', '.join(ERA_NAMES)}")
     try:
-        m = Machine(era, ram=parse_size(mspec.get("ram", "4G")), swap=parse_size(mspec.get("swap", 0)),
-                    hz=int(mspec.get("hz", 250)), uptime=parse_duration(mspec.get("uptime", 0)))
-        next_pid = _count(mspec, "next_pid", 1)
+        hz = _int(mspec.get("hz", 250), "hz", 100, 1000)
+        if hz not in SHIFT_HZ:
+            raise ScenarioError("hz must be 100, 250, 300 or 1000")
+        ram, swap = parse_size(mspec.get("ram", "4G")), parse_size(mspec.get("swap", 0))
+        if not (ulong_pages(ram) and ulong_pages(swap)):
+            raise ScenarioError("ram and swap are counted in unsigned long pages: these are too big")
+        if ram < PAGE_SIZE:  # the scores divide by totalram_pages() + total_swap_pages
+            raise ScenarioError(f"ram must be at least a page ({PAGE_SIZE} bytes)")
+        uptime = parse_duration(mspec.get("uptime", 0))
+        if uptime > max_uptime(hz):
+            raise ScenarioError(f"uptime must be at most {max_uptime(hz):.0f} s (jiffies_64 at HZ={hz})")
+        m = Machine(era, ram=ram, swap=swap, hz=hz, uptime=uptime)
+        next_pid = _int(mspec.get("next_pid", 1), "next_pid", 1, PID_MAX_LIMIT)
+        pid_max = _int(mspec.get("pid_max", PID_MAX_DEFAULT), "pid_max", RESERVED_PIDS + 1, PID_MAX_LIMIT)
         m.clock_scale = parse_clock(mspec.get("clock", "stepped"))
-    except ValueError as e:
+    except (ValueError, ScenarioError) as e:
         raise ScenarioError(f"{name}: [machine]: {e}") from e
-    if m.hz not in (100, 250, 300, 1000):
-        raise ScenarioError(f"{name}: [machine]: hz must be 100, 250, 300 or 1000")
+    # while loading, any pid the kernel could have; then the machine's pid_max, raised to hold every pid listed
+    m.table.set_pid_max(PID_MAX_LIMIT)
     m.deprecation_warned = bool(mspec.get("oom_adj_deprecation_warned", False))
     for i, spec in enumerate(processes):
         where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
         try:
             _add_process(m, spec, where)
-        except MachineError as e:
-            raise ScenarioError(f"{where}: {e}") from e
-        except (TypeError, ValueError) as e:
-            if isinstance(e, ScenarioError):
-                raise
+        except (MachineError, TypeError, ValueError) as e:  # ScenarioError too: each says which file and process
             raise ScenarioError(f"{where}: {e}") from e
     if 1 not in m.processes:
         raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
+    highest = max(m.tasks)
+    if "pid_max" in mspec and pid_max <= highest:
+        raise ScenarioError(f"{name}: [machine]: pid_max {pid_max} is not above pid {highest}")
+    m.table.set_pid_max(max(pid_max, highest + 1))
     m.next_pid = max(m.next_pid, next_pid)
     for i, rec in enumerate(dmesg):
         bad = set(rec) - DMESG_KEYS
-        if bad or not isinstance(rec.get("text"), str):
+        if bad or "text" not in rec:
             raise ScenarioError(f"{name}: dmesg record #{i + 1}: needs text (a string) and time, nothing else")
         try:
-            m.log.records.append((parse_duration(rec.get("time", 0)), rec["text"]))
+            m.log.add(parse_duration(rec.get("time", 0)), _text(rec["text"], "text"))
         except ValueError as e:
             raise ScenarioError(f"{name}: dmesg record #{i + 1}: {e}") from e
     m.journal.clear()  # the change stream starts with the machine: loading is not a change
@@ -313,8 +384,14 @@ def _own_mm(spec: dict[str, Any], where: str) -> Mm:
         pgtables = _count(spec, "pgtables_bytes")
     else:
         pgtables = _pages(spec, "pgtables", where) * PAGE_SIZE
-    return Mm(total_vm=_pages(spec, "vm", where) if "vm" in spec else rss_anon, rss_anon=rss_anon,
-              rss_file=_pages(spec, "file_rss", where), rss_shmem=_pages(spec, "shmem_rss", where),
+    rss_file, rss_shmem = _pages(spec, "file_rss", where), _pages(spec, "shmem_rss", where)
+    resident = rss_anon + rss_file + rss_shmem
+    total_vm = _pages(spec, "vm", where) if "vm" in spec else resident  # what is resident is mapped
+    if total_vm < resident:
+        raise ScenarioError("vm is below what is resident (rss + file_rss + shmem_rss): what is resident is mapped")
+    if total_vm > ULONG_MAX:
+        raise ScenarioError("rss + file_rss + shmem_rss is more pages than an unsigned long holds")
+    return Mm(total_vm=total_vm, rss_anon=rss_anon, rss_file=rss_file, rss_shmem=rss_shmem,
               swap=_pages(spec, "swap", where), pgtables=pgtables)
 
 
@@ -329,13 +406,13 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         raise ScenarioError(f"unknown key(s) {sorted(bad)}; known: {sorted(PROCESS_KEYS)}")
     if "pid" not in spec or "comm" not in spec:
         raise ScenarioError("pid and comm are required")
-    pid, comm = int(spec["pid"]), sys.intern(str(spec["comm"])[:15])
-    ppid = int(spec.get("parent", 0))
+    pid, comm = _int(spec["pid"], "pid", 1, PID_MAX_LIMIT - 1), sys.intern(task_comm(_text(spec["comm"], "comm")))
+    ppid = _int(spec.get("parent", 0), "parent", 0, PID_MAX_LIMIT - 1)
     if ppid and ppid not in m.processes:
         raise ScenarioError(f"parent {ppid} must be listed before its child")
     parent = m.processes.get(ppid)
-    uid = _shared(int(spec.get("uid", parent.uid if parent is not None else 0)))  # as after fork()
-    gid = _shared(int(spec.get("gid", uid)))
+    uid = _shared(_int(spec.get("uid", parent.uid if parent is not None else 0), "uid", 0, UID_MAX))  # as after fork()
+    gid = _shared(_int(spec.get("gid", uid), "gid", 0, UID_MAX))
     kthread = bool(spec.get("kthread", False))
     old_style = bool(spec.get("vfork") or spec.get("clone_vm"))
     new_style = {"mm", "vfork_parent", "vfork_parent_exited", "in_vfork"} & set(spec)
@@ -367,7 +444,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         if t.mm is None:
             raise ScenarioError("multiprocess: a kernel thread has no address space")
         t.mm.multiprocess = True
-    t.nice = int(spec.get("nice", t.nice if t.mm is not None and len(t.mm.users) > 1 else 0))
+    t.nice = _int(spec.get("nice", t.nice if t.mm is not None and len(t.mm.users) > 1 else 0), "nice", NICE_MIN,
+                  NICE_MAX)
     t.caps = _caps(spec.get("caps"), uid, where)
     start = _shared(parse_duration(spec.get("start", 0)))
     if start > m.uptime:
@@ -375,17 +453,21 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
     t.start_time = start
     t.oom_origin = bool(spec.get("swapoff", False))
     if "mems" in spec:
-        t.mems = frozenset(int(n) for n in spec["mems"])
+        t.mems = _mems(spec["mems"])
     if "alloc_rate" in spec:
         m.set_alloc_rate(pid, parse_rate(spec["alloc_rate"]))
     _set_values(m, t, spec)
     threads = spec.get("threads", 1)
-    entries = list(threads) if isinstance(threads, list) else [None] * (int(threads) - 1)
+    # a process's threads are at most what the machine's threads-max allows (the kernel's fork fails beyond)
+    most = min(PID_MAX_LIMIT, max_threads(m.ram_pages, m.era.version))
+    entries = list(threads) if isinstance(threads, list) else [None] * (_int(threads, "threads", 1, PID_MAX_LIMIT) - 1)
+    if len(entries) >= most:
+        raise ScenarioError(f"threads must be 1..{most} (threads-max for this RAM)")
     for entry in entries:
         tspec = entry if isinstance(entry, dict) else {"tid": entry}
         if "tid" not in tspec:
             raise ScenarioError("a thread table needs its tid")
-        th = m.clone_thread(pid, tid=None if tspec["tid"] is None else int(tspec["tid"]))
+        th = m.clone_thread(pid, tid=None if tspec["tid"] is None else _int(tspec["tid"], "tid", 1, PID_MAX_LIMIT - 1))
         th.start_time = start
         _set_thread(m, th, tspec, where)
     exact = {"utime", "stime"} & set(spec) or any(
@@ -432,13 +514,13 @@ def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None
     if bad:
         raise ScenarioError(f"thread {tspec.get('tid')}: unknown key(s) {sorted(bad)}; known: {sorted(THREAD_KEYS)}")
     if "comm" in tspec:
-        th.comm = str(tspec["comm"])[:15]
+        th.comm = _text(tspec["comm"], "comm")
     if "uid" in tspec:
-        th.uid = int(tspec["uid"])
+        th.uid = _int(tspec["uid"], "uid", 0, UID_MAX)
     if "gid" in tspec:
-        th.gid = int(tspec["gid"])
+        th.gid = _int(tspec["gid"], "gid", 0, UID_MAX)
     if "nice" in tspec:
-        th.nice = int(tspec["nice"])
+        th.nice = _int(tspec["nice"], "nice", NICE_MIN, NICE_MAX)
     if "caps" in tspec:
         th.caps = _caps(tspec["caps"], th.uid, f"{where}: thread {th.tid}")
     if "start" in tspec:
@@ -450,9 +532,9 @@ def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None
     if "swapoff" in tspec:
         th.oom_origin = bool(tspec["swapoff"])
     if "mems" in tspec:
-        th.mems = frozenset(int(n) for n in tspec["mems"])
+        th.mems = _mems(tspec["mems"])
     if "oom_adj" in tspec:
-        adj = int(tspec["oom_adj"])
+        adj = _int(tspec["oom_adj"], "oom_adj", -17, 15)
         if not oom_adj_in_range(adj):
             raise ScenarioError(f"thread {th.tid}: oom_adj must be -17 or -16..15")
         if m.era.adj_home is AdjHome.TASK:  # elsewhere the process's value applies
@@ -462,12 +544,12 @@ def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None
 def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
     """oom_adj and/or oom_score_adj, each converted as the era's legacy mapping does."""
     adj, score_adj = spec.get("oom_adj"), spec.get("oom_score_adj")
-    if adj is not None and not oom_adj_in_range(int(adj)):
+    if adj is not None and not oom_adj_in_range(_int(adj, "oom_adj", -17, 15)):
         raise ScenarioError("oom_adj must be -17 or -16..15")
-    if score_adj is not None and not oom_score_adj_in_range(int(score_adj)):
+    if score_adj is not None and not oom_score_adj_in_range(_int(score_adj, "oom_score_adj", -1000, 1000)):
         raise ScenarioError("oom_score_adj must be -1000..1000")
     adj_min = spec.get("oom_score_adj_min")
-    if adj_min is not None and not oom_score_adj_in_range(int(adj_min)):
+    if adj_min is not None and not oom_score_adj_in_range(_int(adj_min, "oom_score_adj_min", -1000, 1000)):
         raise ScenarioError("oom_score_adj_min must be -1000..1000")
     if m.era.has_score_adj:
         if score_adj is None and adj is not None:
@@ -489,6 +571,24 @@ def _set_values(m: Machine, t: Task, spec: dict[str, Any]) -> None:
 
 class _Raw(str):
     """A value already written as TOML (a hexadecimal bit mask)."""
+
+
+def _text_value(s: str) -> str | list[int]:
+    """A name or a log line as the scenario keeps it: a string, or, when it holds bytes that are not UTF-8
+    (a comm the kernel cut inside a character), the list of its bytes, which TOML can hold exactly."""
+    if not any(0xD800 <= ord(c) <= 0xDFFF for c in s):
+        return s
+    return list(s.encode("utf-8", "surrogateescape"))
+
+
+def _text(value: Any, key: str) -> str:
+    """What _text_value() wrote: a string, or a list of byte values."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255
+                                       for b in value):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    raise ScenarioError(f"{key} must be a string (or a list of byte values)")
 
 
 def _toml_str(s: str) -> str:
@@ -597,8 +697,8 @@ def _dump_order(m: Machine) -> list[Task]:
 def _thread_entry(m: Machine, p: Task, th: Task) -> int | dict[str, Any]:
     """A thread as the loader reads it: its tid, and what clone() would not have given it."""
     d: dict[str, Any] = {"tid": th.tid}
-    for key, mine, leaders in (("comm", th.comm, p.comm), ("uid", th.uid, p.uid), ("gid", th.gid, p.gid),
-                               ("nice", th.nice, p.nice)):
+    for key, mine, leaders in (("comm", _text_value(th.comm), _text_value(p.comm)), ("uid", th.uid, p.uid),
+                               ("gid", th.gid, p.gid), ("nice", th.nice, p.nice)):
         if mine != leaders:
             d[key] = mine
     if th.caps != p.caps:
@@ -621,7 +721,8 @@ def _thread_entry(m: Machine, p: Task, th: Task) -> int | dict[str, Any]:
 def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> list[str]:
     era = m.era
     parent = p.parent if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent else None
-    out = [_line("pid", p.tgid), _line("parent", parent.tgid if parent is not None else 0), _line("comm", p.comm)]
+    out = [_line("pid", p.tgid), _line("parent", parent.tgid if parent is not None else 0),
+           _line("comm", _text_value(p.comm))]
     if p.kthread:
         out.append(_line("kthread", True))
     out += [_line("uid", p.uid), _line("gid", p.gid), _line("nice", p.nice), _line("caps", _caps_value(p.caps)),
@@ -714,20 +815,35 @@ def dump_scenario(machine: Machine) -> str:
     for p in _dump_order(m):
         out += ["", "[[process]]"] + _process_lines(m, p, mm_owner)
     for when, text in m.log.records:
-        out += ["", "[[dmesg]]", _line("time", when), _line("text", text)]
+        out += ["", "[[dmesg]]", _line("time", when), _line("text", _text_value(text))]
     return "\n".join(out) + "\n"
 
 
 def write_atomically(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and rename():
-    readers see the old file or the new one, never half of one.  An existing file keeps its mode."""
+    readers see the old file or the new one, never half of one.  An existing file keeps its mode.
+
+    Only a regular file is replaced: a FIFO, a device (``/dev/null``) or a symbolic link (``/dev/stdout``:
+    the rename would replace the link itself) is refused with EINVAL.  The temporary file is named after
+    the target and the writer's pid (``.NAME.fakeproc-PID-XXXX.tmp``); one left by a writer that is gone
+    (a daemon killed during a save) is removed by the next save to that name.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        st = os.lstat(path)
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    else:
+        if statmod.S_ISDIR(st.st_mode):  # what rename(2) onto a directory answers
+            raise OSError(errno.EISDIR, "a directory: fakeproc replaces only regular files", path)
+        if not statmod.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)}): fakeproc replaces only "
+                                        "regular files", path)
+        mode = st.st_mode & 0o7777
+    _remove_stale_temporaries(directory, base)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.fakeproc-{os.getpid()}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -739,6 +855,29 @@ def write_atomically(path: str | Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((statmod.S_ISLNK, "a symbolic link"), (statmod.S_ISDIR, "a directory"),
+                       (statmod.S_ISFIFO, "a FIFO"), (statmod.S_ISCHR, "a character device"),
+                       (statmod.S_ISBLK, "a block device"), (statmod.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _remove_stale_temporaries(directory: str, base: str) -> None:
+    """Temporary files of earlier saves to ``base`` whose writer is gone (killed during the save)."""
+    prefix = f".{base}.fakeproc-"
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
 
 
 def save_scenario(machine: Machine, path: str | Path) -> None:

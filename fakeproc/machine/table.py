@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Iterator
+from itertools import chain
 
+from ..kernel.limits import PID_MAX_DEFAULT, PID_MAX_LIMIT, RESERVED_PIDS, UID_MAX
 from .clock import Clock
 from .errors import MachineError
 from .journal import Journal
-from .task import COMM_LEN, PAGE_SIZE, Mm, SignalStruct, Task, stale
+from .task import PAGE_SIZE, Mm, SignalStruct, Task, stale
 
 #: An exec'd program starts with this address space unless told otherwise.
 EXEC_DEFAULT_VM = 4 << 20
@@ -32,7 +34,8 @@ class ProcessTable:
         self.journal = journal
         self.tasks: dict[int, Task] = {}  # every live thread, by tid
         self.processes: dict[int, Task] = {}  # thread-group leaders, in creation order
-        self.next_pid = 1
+        self.next_pid = 1  # where the next allocation looks first (pid_ns->last_pid + 1)
+        self.pid_max = PID_MAX_DEFAULT  # /proc/sys/kernel/pid_max
         self.watchers: list[Watcher] = []
 
     # ----------------------------------------------------------------- lookup
@@ -60,13 +63,29 @@ class ProcessTable:
 
     # ----------------------------------------------------------------- create
 
+    def set_pid_max(self, pid_max: int) -> None:
+        if not RESERVED_PIDS < pid_max <= PID_MAX_LIMIT:
+            raise MachineError(errno.EINVAL, f"pid_max must be {RESERVED_PIDS + 1}..{PID_MAX_LIMIT}")
+        self.pid_max = pid_max
+
     def alloc_pid(self, pid: int | None) -> int:
-        if pid is None:
-            pid = self.next_pid
-        elif pid in self.tasks:
-            raise MachineError(errno.EEXIST, f"pid {pid} is in use")
-        self.next_pid = max(self.next_pid, pid + 1)
-        return pid
+        """A given pid (a scenario's, a real process's), or the next free one as alloc_pid() finds it:
+        idr_alloc_cyclic() from the last one given out up to pid_max, then again from RESERVED_PIDS (300);
+        none free is EAGAIN."""
+        if pid is not None:
+            if not 1 <= pid < self.pid_max:
+                raise MachineError(errno.EINVAL, f"pid {pid} is out of range (1..{self.pid_max - 1}: pid_max)")
+            if pid in self.tasks:
+                raise MachineError(errno.EEXIST, f"pid {pid} is in use")
+            self.next_pid = max(self.next_pid, pid + 1)
+            return pid
+        low = RESERVED_PIDS if self.next_pid > RESERVED_PIDS else 1
+        tasks = self.tasks
+        for candidate in chain(range(self.next_pid, self.pid_max), range(low, min(self.next_pid, self.pid_max))):
+            if candidate not in tasks:
+                self.next_pid = candidate + 1
+                return candidate
+        raise MachineError(errno.EAGAIN, f"no free pid below pid_max ({self.pid_max})")
 
     def _attach(self, t: Task) -> None:
         self.tasks[t.tid] = t
@@ -86,6 +105,7 @@ class ProcessTable:
     def spawn(self, comm: str, *, pid: int | None = None, parent: Task | None = None, uid: int = 0,
               gid: int | None = None, mm: Mm | None = None, kthread: bool = False) -> Task:
         """Create a process from nothing (scenario loading; the first process; run mode's real ones)."""
+        check_ids(uid, gid)
         pid = self.alloc_pid(pid)
         t = Task(pid, pid, comm, uid, uid if gid is None else gid, SignalStruct(), None if kthread else (mm or Mm()),
                  parent, self.clock.uptime)
@@ -102,6 +122,7 @@ class ProcessTable:
         clone(CLONE_VM) without CLONE_VFORK, a separate process on the same mm (flagged MMF_MULTIPROCESS
         by 6.x's copy_oom_score_adj()).
         """
+        check_ids(uid, gid)
         parent_thread = self.task(ppid)
         parent = parent_thread.leader
         if (vfork or share_vm) and parent_thread.mm is None:
@@ -164,7 +185,7 @@ class ProcessTable:
             old.users = _without(old.users, t)
         new.users = (t,)
         t.mm = new
-        t.comm = comm[:COMM_LEN]
+        t.comm = comm
         t.vfork_parent = None  # mm_release(): the vfork parent wakes up
         self.journal.note("exec", pid=t.tgid, comm=t.comm, vm=vm, rss=rss)
         return t
@@ -219,12 +240,20 @@ class ProcessTable:
 
     def set_owner(self, t: Task, uid: int | None = None, gid: int | None = None) -> None:
         """A thread's credentials: the owner of its /proc entries (and what privilege checks read)."""
+        check_ids(uid, gid)
         if uid is not None:
             t.uid = uid
         if gid is not None:
             t.gid = gid
         for watch in self.watchers:
             watch(t, False)
+
+
+def check_ids(uid: int | None, gid: int | None) -> None:
+    """uid_t and gid_t: 0..2**32-2 ((uid_t)-1 is no id)."""
+    for kind, v in (("uid", uid), ("gid", gid)):
+        if v is not None and not 0 <= v <= UID_MAX:
+            raise MachineError(errno.EINVAL, f"{kind} {v} is out of range (0..{UID_MAX})")
 
 
 def _without(users: tuple[Task, ...], t: Task) -> tuple[Task, ...]:

@@ -36,6 +36,19 @@ NEVER = 1 << 62
 #: TASK_COMM_LEN - 1: the bytes of a task's name (the kernel keeps 16 with the NUL)
 COMM_LEN = 15
 
+
+def task_comm(name: str | bytes) -> str:
+    """A name as the kernel keeps it (__set_task_comm(): strscpy_pad() into 16 bytes): the bytes up to a
+    NUL, at most 15 of them, even when that cuts a UTF-8 character.  Held as text whose undecodable bytes
+    are surrogates (``surrogateescape``), so that the files give the very bytes back (:func:`comm_bytes`)."""
+    raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+    return raw.split(b"\0", 1)[0][:COMM_LEN].decode("utf-8", "surrogateescape")
+
+
+def comm_bytes(comm: str) -> bytes:
+    """The bytes of a task's name, as /proc/PID/comm and the kernel log give them."""
+    return comm.encode("utf-8", "surrogateescape")
+
 T = TypeVar("T")
 
 
@@ -158,7 +171,7 @@ class Task:
     """
 
     __slots__ = (
-        "tid", "tgid", "comm", "uid", "gid", "_nice", "_caps", "_utime", "_stime", "_start_time",
+        "tid", "tgid", "_comm", "uid", "gid", "_nice", "_caps", "_utime", "_stime", "_start_time",
         "_mm", "_signal", "_parent", "children", "_vfork_parent", "vfork_children", "_kthread", "_oom_origin",
         "_oom_adj", "_mems", "oom_points", "oom_until", "oom_pre",
     )
@@ -177,7 +190,7 @@ class Task:
                  mm: Mm | None, parent: Task | None, start_time: float) -> None:
         self.tid = tid
         self.tgid = tgid
-        self.comm = comm[:COMM_LEN]
+        self._comm = task_comm(comm)
         self.uid = uid  # change through Machine.set_owner(): it is what stat of the task's /proc entries shows
         self.gid = gid
         self._nice = 0
@@ -200,6 +213,9 @@ class Task:
         self.oom_points: int | None = None
         self.oom_until = STALE
         self.oom_pre: int | None = None  # legacy: what recomputes the score when oom_until is reached
+
+    def _set_comm(self, name: str) -> None:
+        self._comm = task_comm(name)
 
     def _set_mm(self, mm: Mm | None) -> None:
         """A new address space (exec): the users of the old one change too (a vfork child sharing it is
@@ -232,6 +248,10 @@ class Task:
     # checker is told what they are.
     if TYPE_CHECKING:
         @property
+        def comm(self) -> str: ...
+        @comm.setter
+        def comm(self, name: str) -> None: ...
+        @property
         def signal(self) -> SignalStruct: ...
         @property
         def mm(self) -> Mm | None: ...
@@ -246,6 +266,7 @@ class Task:
         @vfork_parent.setter
         def vfork_parent(self, parent: Task | None) -> None: ...
     else:
+        comm = property(attrgetter("_comm"), _set_comm, doc="The name, as the kernel keeps it (task_comm()).")
         signal = property(attrgetter("_signal"), doc="The thread group's signal_struct.")
         mm = property(attrgetter("_mm"), _set_mm, doc="The address space (None: a kernel thread).")
         parent = property(attrgetter("_parent"), _set_parent, doc="The parent process's leader (None: init).")

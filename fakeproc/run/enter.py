@@ -24,6 +24,7 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -78,6 +79,13 @@ def main(argv: list[str]) -> int:
     except (ValueError, KeyError):
         print("usage: python -m fakeproc.run.enter --fuse-fd F --sync-fd S -- CMD [ARGS...]", file=sys.stderr)
         return 2
+    # If fakeproc run itself is SIGKILLed, its command goes too (a /proc whose daemon is gone only answers
+    # ENOTCONN).  PR_SET_PDEATHSIG survives the exec below (not a set-uid one); the parent may already be
+    # gone by the time it is set, hence the check after.
+    parent = os.getppid()
+    _check(_libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        return 125
     try:
         enter(fuse_fd)
     except OSError as e:

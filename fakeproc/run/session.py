@@ -17,6 +17,7 @@ process outlives a run, whatever way the command ends.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -25,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import trio
@@ -35,7 +37,7 @@ from ..fs.privilege import make_privilege
 from ..kernel.eras import ERAS
 from ..machine import Machine
 from ..ticker import run_clock
-from . import realproc
+from . import cgroup, realproc
 from .mirror import Mirror, kernel_hz
 from .shell import ShellMirror
 
@@ -95,6 +97,7 @@ class RunSession:
         self.daemon = Daemon(self.link or "/proc", self.machine, make_privilege(privilege), reality=self.mirror,
                              fuse=FuseOptions.from_environment("raw"))
         self.root_fd = -1  # the mount's root, in the run's namespace: what the link leads to
+        self.cgroup: cgroup.RunCgroup | None = None  # the run's processes, where cgroup v2 is writable
         self.status = 1
 
     # ------------------------------------------------------------ the pieces
@@ -115,24 +118,44 @@ class RunSession:
         with self.daemon.lock:
             self.mirror.sweep()
 
-    def _end_leftovers(self) -> None:
-        """Descendants that outlived the command came back to us (subreaper): report, then end them."""
+    def _leftovers(self) -> list[psutil.Process]:
+        """The run's live processes: our descendants (orphans come back to us, the subreaper), and processes
+        that joined the namespace from outside (nsenter) and are still in it."""
         me = psutil.Process()
         try:
-            left = [p for p in me.children(recursive=True)]
+            left = list(me.children(recursive=True))
         except psutil.Error:
-            return
-        # and processes that joined the namespace from outside (nsenter) and are still in it
+            return []
         mine = {p.pid for p in left} | {me.pid}
         for pid in psutil.pids():
             if pid not in mine and realproc.mount_device(pid, "/proc") == self.mirror.fake_device:
-                try:
+                with contextlib.suppress(psutil.Error):
                     left.append(psutil.Process(pid))
-                except psutil.Error:
-                    pass
         zombies = [p for p in left if _status(p) in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)]
-        left = [p for p in left if p not in zombies]
         psutil.wait_procs(zombies, timeout=1)  # dead already: only reaped
+        return [p for p in left if p not in zombies]
+
+    def _enter_cgroup(self, pid: int) -> None:
+        """Put the command (which has not forked yet: it waits for ``g``) in a cgroup of its own."""
+        self.cgroup = cgroup.create()
+        if self.cgroup is None:
+            return
+        try:
+            self.cgroup.add(pid)
+        except OSError as e:  # e.g. EBUSY: our cgroup's controllers forbid processes in a child
+            log.info("no cgroup for the run (%s): processes left behind are ended by sweeps", e)
+            self.cgroup.remove()
+            self.cgroup = None
+
+    def _end_leftovers(self) -> None:
+        """Processes that outlived the command: report them, SIGTERM, then SIGKILL until none is left.
+
+        One listing is not enough: a process can fork between the listing and the signal (a respawning
+        script that ignores SIGTERM).  Where the run has a cgroup, ``cgroup.kill`` ends all of it at once,
+        forks included; the sweeps that follow (and that are all there is on cgroup v1) list again and
+        kill what they find, orphans coming back to us as the subreaper, until a pass finds nothing.
+        """
+        left = self._leftovers()
         if not left:
             return
         names = ", ".join(f"{p.pid} ({_name(p)})" for p in left)
@@ -140,10 +163,20 @@ class RunSession:
               file=sys.stderr)
         for p in left:
             _signal(p, signal.SIGTERM)
-        _gone, alive = psutil.wait_procs(left, timeout=1)
-        for p in alive:
-            _signal(p, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+        _gone, left = psutil.wait_procs(left, timeout=1)
+        if left and self.cgroup is not None:
+            self.cgroup.kill()
+        deadline = time.monotonic() + 30
+        while True:
+            left = self._leftovers()
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                log.error("processes of the run would not die: %s", ", ".join(str(p.pid) for p in left))
+                return
+            for p in left:
+                _signal(p, signal.SIGKILL)
+            psutil.wait_procs(left, timeout=1)
 
     # ----------------------------------------------------------------- main
 
@@ -192,6 +225,7 @@ class RunSession:
             # (no stat of the mount here: it would wait for the FUSE thread, which runs once this task yields)
             self.root_fd = os.open(f"/proc/{proc.pid}/root/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             self.mirror.fake_device = realproc.mount_device(proc.pid, "/proc")
+            self._enter_cgroup(proc.pid)
             if self.link is not None:
                 os.symlink(f"/proc/{os.getpid()}/fd/{self.root_fd}", self.link)
             ours.send(b"g")
@@ -243,6 +277,9 @@ class RunSession:
         if self.root_fd >= 0:
             os.close(self.root_fd)
             self.root_fd = -1
+        if self.cgroup is not None:
+            await trio.to_thread.run_sync(self.cgroup.remove)
+            self.cgroup = None
         if self.daemon.fuse_fd < 0:
             return  # never served
         with trio.move_on_after(2):

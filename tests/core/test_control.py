@@ -9,22 +9,11 @@ import pytest
 
 from fakeproc.control import LONGEST_PIECE, SHORTEST_SPLIT_PIECE
 
-from ..harness import CoreMount
-
-
-def pieces(data: bytes, misalign: int = 0) -> list[bytes]:
-    """How FUSE hands one write() of ``data`` to the daemon: 128 KiB at a time, the first piece shorter by
-    the buffer's offset into its first page (fuse_get_user_pages() pins at most 32 pages)."""
-    out, first = [], LONGEST_PIECE - misalign
-    while data:
-        n = first if not out else LONGEST_PIECE
-        out.append(data[:n])
-        data = data[n:]
-    return out
+from ..harness import CoreMount, kernel_pieces
 
 
 def write_pieces(core: CoreMount, h, data: bytes, misalign: int = 0, at: int = 0) -> int:
-    cut = pieces(data, misalign)
+    cut = kernel_pieces(data, misalign)
     assert all(len(p) >= SHORTEST_SPLIT_PIECE for p in cut[:-1])  # each but the last says "more to come"
     for p in cut:
         at += core.pwrite(h, p, at)

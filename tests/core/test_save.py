@@ -68,7 +68,8 @@ def build_random_machine(data, era_name: str) -> Machine:
     if late_init:  # a process older than init, whose children init will adopt
         m.spawn("early", pid=50, mm=Mm(total_vm=100, rss_anon=50))
         m.fork(50, comm="early-child")
-    m.spawn("init", pid=1, mm=Mm(total_vm=data.draw(st.integers(0, 5000)), rss_anon=data.draw(st.integers(0, 500))))
+    rss = data.draw(st.integers(0, 500))
+    m.spawn("init", pid=1, mm=Mm(total_vm=rss + data.draw(st.integers(0, 5000)), rss_anon=rss))
     if data.draw(st.booleans(), label="kthreadd"):
         m.spawn("kthreadd", pid=2, kthread=True)
     comms = st.text(st.characters(blacklist_categories=("Cs",)), max_size=18)
@@ -153,8 +154,9 @@ def build_random_machine(data, era_name: str) -> Machine:
                 free = [pid for pid in range(1, m.next_pid) if pid not in m.tasks]
                 pid = data.draw(st.one_of(st.none(), st.sampled_from(free)) if free else st.none(), label="pid")
                 parent = pick(data, procs, "spawn parent") if data.draw(st.booleans()) else None
+                rss = data.draw(st.integers(0, 9999))
                 m.spawn(data.draw(comms, label="comm"), pid=pid, parent=parent, uid=data.draw(st.sampled_from([0, 7])),
-                        mm=Mm(total_vm=data.draw(st.integers(0, 99999)), rss_anon=data.draw(st.integers(0, 9999)),
+                        mm=Mm(total_vm=rss + data.draw(st.integers(0, 99999)), rss_anon=rss,
                               pgtables=data.draw(st.integers(0, 99999))))
         except MachineError:
             pass

@@ -36,7 +36,8 @@ def build(era: str, ops) -> Machine:
             elif op == "exit":
                 m.exit(tid)
             elif op == "mem":
-                m.set_memory(tid, total_vm=a * 37, rss_anon=a * 5, rss_file=abs(b), swap=a % 300, pgtables=a * 8)
+                m.set_memory(tid, total_vm=a * 37 + abs(b), rss_anon=a * 5, rss_file=abs(b), swap=a % 300,
+                             pgtables=a * 8)
             elif op == "cpu":
                 m.charge_cpu(tid, a / 7, system=b > 0)
             elif op == "nice":
@@ -95,7 +96,7 @@ def _step(m: Machine, ctl, op: str, a: int, b: int) -> None:
     elif op == "exit":
         ctl.run_line(None, f"exit {tid}")
     elif op == "mem":  # a process with threads, a vfork child or a clone(CLONE_VM) peer shares its mm
-        ctl.run_line(None, f"mem {pid} --vm {a * 37 * 4}K --rss {a * 5 * 4}K --file-rss {abs(b) * 4}K "
+        ctl.run_line(None, f"mem {pid} --vm {(a * 37 + abs(b)) * 4}K --rss {a * 5 * 4}K --file-rss {abs(b) * 4}K "
                            f"--swap {(a % 300) * 4}K --pgtables {a * 8}")
     elif op == "grow":
         ctl.run_line(None, f"{'grow' if b >= 0 else 'shrink'} {pid} {a % 50}M")
@@ -240,10 +241,10 @@ def test_a_write_shared_with_a_clone_vm_peer_rescores_the_peer():
     m = Machine(ERAS["6.x"], uptime=0)
     m.spawn("init", pid=1)
     m.fork(1, pid=10)
-    m.set_memory(10, rss_anon=1000)
+    m.set_memory(10, total_vm=1000, rss_anon=1000)
     peer = m.fork(10, pid=11, share_vm=True)  # clone(CLONE_VM): its own process on a's mm
     c = m.fork(1, pid=12)
-    m.set_memory(12, rss_anon=10)
+    m.set_memory(12, total_vm=10, rss_anon=10)
     assert m.select_bad_process() == (peer, 1000)  # the last of equal scores
     m.write_oom_score_adj(10, b"-1000", Writer(True))
     assert m.select_bad_process() == (c, 10) == m.select_bad_process_reference()
@@ -254,7 +255,7 @@ def test_exec_by_a_vfork_parent_makes_its_child_killable():
     m = Machine(ERAS["6.x"], uptime=0)
     m.spawn("init", pid=1)
     a = m.fork(1, pid=10)
-    m.set_memory(10, rss_anon=1000)
+    m.set_memory(10, total_vm=1000, rss_anon=1000)
     child = m.fork(10, pid=11, vfork=True)
     assert m.select_bad_process() == (a, 1000)  # the vfork child is skipped
     m.exec(10, "next", vm=1 << 20, rss=4096)

@@ -193,14 +193,16 @@ def test_sigkill_during_a_write_storm_gives_errors_not_hangs(mount_factory):
 
 def test_a_killed_run_leaves_nothing_that_hangs_and_its_link_goes_with_the_next_run(tmp_path):
     link = tmp_path / "run"
+    # the command dies with fakeproc run (PR_SET_PDEATHSIG); a process it started in the background lives on
     p = subprocess.Popen(FAKEPROC + ["run", "--mountpoint", str(link), "--", "sh", "-c",
-                                     "echo ready; while cat /proc/self/oom_adj >/dev/null; do :; done; echo dead"],
+                                     "(while cat /proc/self/oom_adj >/dev/null; do :; done; echo dead) & "
+                                     "echo ready; wait"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline() == "ready\n"
         time.sleep(0.3)
         p.kill()  # fakeproc run itself: its daemon dies
-        assert p.stdout.readline() == "dead\n"  # the command's next read failed, it did not hang
+        assert p.stdout.readline() == "dead\n"  # the next read failed (ENOTCONN), it did not hang
         assert os.path.islink(link) and not os.path.exists(link)  # a dangling link, no mount anywhere here
         r = subprocess.run(FAKEPROC + ["run", "--mountpoint", str(link), "--", "cat", "/proc/self/oom_adj"],
                            capture_output=True, text=True, timeout=60)
