@@ -230,6 +230,7 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     from .fs.mounting import FuseOptions
     from .fs.privilege import make_privilege
     from .kernel.eras import ERAS
+    from .machine import Machine
     from .machine.scenario import ScenarioError, load_scenario
     from .mounts import claim
 
@@ -248,9 +249,16 @@ def _mount_foreground(a: argparse.Namespace) -> int:
     bad = _apply_clock(machine, a.clock)
     if bad:
         return _die(f"--clock: {bad}", 2)
+    scenario = os.path.abspath(a.scenario) if a.scenario else None
+
+    def boot() -> Machine:  # `fakeproc ctl reboot`: the same scenario, era and clock, from the start
+        m = load_scenario(scenario, ERAS[a.kernel])
+        _apply_clock(m, a.clock)
+        return m
+
     try:
         Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit,
-               fuse=FuseOptions.from_environment(a.fuse_backend)).serve()
+               fuse=FuseOptions.from_environment(a.fuse_backend), boot=boot).serve()
     except RuntimeError as e:
         return _die(f"mount failed at {a.mountpoint} ({e}); is FUSE available (/dev/fuse, fusermount)?")
     except SaveError as e:

@@ -69,10 +69,16 @@ class Control:
     #: seconds ``save`` waits for its file to be written (see do_save)
     SAVE_TIMEOUT = 10.0
 
-    def __init__(self, machine: Machine, info: Callable[[], dict[str, object]] | None = None) -> None:
+    #: the verbs that only read: they still answer on a machine that panicked (a crash dump to look at)
+    READ_ONLY = frozenset({"ps", "explain", "dmesg", "info", "save", "events", "reboot"})
+
+    def __init__(self, machine: Machine, info: Callable[[], dict[str, object]] | None = None,
+                 reboot: Callable[[], str] | None = None) -> None:
         self.machine = machine
         self.parser = build_parser()
         self.info = info or (lambda: {})
+        #: ``reboot``: the daemon's own (a mount's machine starts again from its scenario); None in run mode
+        self.reboot = reboot
         self.last_reply = b""
         #: what each verb of verbs.build_parser() runs
         self.verbs: dict[str, Callable[[Request | None, argparse.Namespace], str]] = {
@@ -81,7 +87,7 @@ class Control:
             "mem": self.do_mem, "set": self.do_set, "cpu": self.do_cpu, "tick": self.do_tick,
             "alloc": self.do_alloc, "clock": self.do_clock, "events": self.do_events, "oom": self.do_oom,
             "explain": self.do_explain, "dmesg": self.do_dmesg, "ps": self.do_ps, "info": self.do_info,
-            "save": self.do_save,
+            "save": self.do_save, "sysctl": self.do_sysctl, "reboot": self.do_reboot,
         }
 
     # ------------------------------------------------------------ the file protocol
@@ -156,7 +162,20 @@ class Control:
         if "-h" in argv or "--help" in argv:
             return self.parser.format_help()
         a = self.parser.parse_args(argv)
+        if a.verb not in self.READ_ONLY and not self._only_reads(a):
+            self.machine.halt.check()  # a panicked machine runs nothing until `reboot` (machine/halt.py)
         return self.verbs[a.verb](req, a)
+
+    @staticmethod
+    def _only_reads(a: argparse.Namespace) -> bool:
+        """The forms of a changing verb that change nothing: ``oom --dry-run``, ``clock``, ``sysctl [NAME]``."""
+        if a.verb == "oom":
+            return bool(a.dry_run)
+        if a.verb == "clock":
+            return a.mode is None
+        if a.verb == "sysctl":
+            return a.value is None
+        return False
 
     # ------------------------------------------------------------------ verbs
 
@@ -298,6 +317,24 @@ class Control:
                 "threads": len(m.tasks)}
         info.update(self.info())
         return "".join(f"{k}: {v}\n" for k, v in info.items())
+
+    def do_sysctl(self, req: Request | None, a: argparse.Namespace) -> str:
+        m = self.machine
+        if a.name is None:
+            return "".join(f"vm.{k} = {v}\n" for k, v in sorted(m.sysctl.values.items()))
+        name = a.name.removeprefix("vm.").replace("/", ".").removeprefix("vm.")
+        if name not in m.sysctl.values:
+            raise MachineError(errno.ENOENT, f"no such sysctl: {a.name} (known: "
+                                             f"{', '.join('vm.' + k for k in sorted(m.sysctl.values))})")
+        if a.value is not None:
+            m.set_sysctl(name, a.value)
+        return f"vm.{name} = {m.sysctl[name]}\n"
+
+    def do_reboot(self, req: Request | None, a: argparse.Namespace) -> str:
+        if self.reboot is None:
+            raise MachineError(errno.EOPNOTSUPP, "this machine cannot reboot: a run's or a shell's machine stands "
+                                                 "for real processes (end the run and start another)")
+        return self.reboot()
 
     def do_save(self, req: Request | None, a: argparse.Namespace) -> str:
         """Write the machine to a file, atomically.

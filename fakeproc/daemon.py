@@ -12,10 +12,13 @@ file once the FUSE loop is over; SIGKILL saves nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .control import Control
@@ -25,7 +28,7 @@ from .fs.passthrough import Passthrough
 from .fs.privilege import Privilege
 from .fs.tables import ROOT_DIR
 from .fs.tree import FsState, Reality
-from .machine import Machine
+from .machine import Machine, MachineError
 from .machine.scenario import ScenarioError, save_scenario
 from .mounts import unmount
 
@@ -40,9 +43,11 @@ class SaveError(Exception):
 
 class Daemon:
     def __init__(self, mountpoint: str, machine: Machine, privilege: Privilege, reality: Reality | None = None,
-                 save_on_exit: str | None = None, fuse: FuseOptions | None = None, fuse_fd: int = -1) -> None:
+                 save_on_exit: str | None = None, fuse: FuseOptions | None = None, fuse_fd: int = -1,
+                 boot: Callable[[], Machine] | None = None) -> None:
         """``fuse_fd``: serve this /dev/fuse descriptor, mounted by someone else (run mode mounts it in the
-        run's own mount namespace, over its /proc); ``mountpoint`` is then only a name for the logs."""
+        run's own mount namespace, over its /proc); ``mountpoint`` is then only a name for the logs.
+        ``boot``: makes the machine afresh (from its scenario) for ``fakeproc ctl reboot``; None: no reboot."""
         self.mountpoint = os.path.abspath(mountpoint)
         self.save_on_exit = os.path.abspath(save_on_exit) if save_on_exit else None
         self.machine = machine
@@ -50,10 +55,27 @@ class Daemon:
         self.fuse = fuse or FuseOptions()
         self.fuse_fd = fuse_fd
         self.lock = threading.Lock()
-        self.control = Control(machine, self.info)
+        self.boot = boot
+        self.control = Control(machine, self.info, self.reboot if boot is not None else None)
         self.state = FsState(machine, privilege, os.getuid(), os.getgid(), self.control, reality=reality)
         passthrough = Passthrough(reality, machine.era.version) if reality is not None else None
         self.fs = ProcFS(self.state, ROOT_DIR, passthrough)
+
+    def reboot(self) -> str:
+        """``fakeproc ctl reboot`` (under the model lock): a new machine from the scenario takes the old one's
+        place everywhere the daemon holds it; the old one's tasks are gone for the kernel's caches too."""
+        assert self.boot is not None
+        old = self.machine
+        try:
+            new = self.boot()
+        except ScenarioError as e:  # the file changed since the mount, and no longer loads
+            raise MachineError(errno.EIO, f"reboot: {e}") from None
+        new.succeed(old)
+        self.machine = self.control.machine = self.state.machine = new
+        self.state.btime = int(time.time() - new.uptime)
+        log.info("rebooted: a %s machine, %d processes%s", new.era.name, len(new.processes),
+                 f" (after: Kernel panic - not syncing: {old.halt.reason})" if old.halt.reason else "")
+        return f"rebooted: a {new.era.name} machine with {len(new.processes)} processes, uptime {new.uptime:.2f}s\n"
 
     @property
     def backend(self) -> str:
@@ -130,7 +152,7 @@ class Daemon:
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(fuse_ended)
-                nursery.start_soon(run_clock, self.machine, self.lock)
+                nursery.start_soon(run_clock, lambda: self.machine, self.lock)
                 for signum in early:
                     await unmount_for(signum)
                 async for signum in signals:

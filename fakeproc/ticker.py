@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import trio
 
@@ -23,13 +24,15 @@ log = logging.getLogger(__name__)
 PERIOD = 0.1
 
 
-async def run_clock(machine: Machine, lock: threading.Lock) -> None:
-    """Advance ``machine`` forever (until cancelled) as its ``clock_scale`` says."""
+async def run_clock(current: Callable[[], Machine], lock: threading.Lock) -> None:
+    """Advance the machine ``current()`` returns (a reboot replaces it) forever, until cancelled, as its
+    ``clock_scale`` says."""
     last = time.monotonic()
     while True:
         await trio.sleep(PERIOD)
         now = time.monotonic()
         elapsed, last = now - last, now
+        machine = current()
         if machine.clock_scale:
             await trio.to_thread.run_sync(_step, machine, lock, elapsed)
 

@@ -58,7 +58,8 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help)
 
-    v = verb("fork", "fork() a child of PPID; prints the new pid as the last line")
+    v = verb("fork", "fork() a child of PPID, a process or one of its threads (a child forked by a thread "
+                     "hangs off that thread, as in the kernel); prints the new pid as the last line")
     v.add_argument("ppid", type=int, metavar="PPID")
     v.add_argument("--uid", type=int, help="the child setuid()s to UID (dropping capabilities)")
     v.add_argument("--gid", type=int, help="the child's gid (default: its uid's)")
@@ -134,6 +135,12 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     v = verb("ps", "list the processes with uid, comm, oom_adj, oom_score and memory")
     v.add_argument("--json", action="store_true", help="one JSON object per process")
     verb("info", "describe the machine: kernel era, memory, clock, daemon")
+    v = verb("sysctl", "read or set the OOM killer's sysctls (/proc/sys/vm: panic_on_oom, oom_kill_allocating_task, "
+                       "oom_dump_tasks, overcommit_memory, overcommit_ratio) in the kernel's ranges; without "
+                       "NAME, list them")
+    v.add_argument("name", nargs="?", metavar="NAME", help="e.g. panic_on_oom or vm.panic_on_oom")
+    v.add_argument("value", nargs="?", type=int, metavar="VALUE", help="the new value (an int)")
+    verb("reboot", "start the machine again from its scenario (after a kernel panic, nothing else runs on it)")
     v = verb("save", "write the machine to FILE as a scenario that fakeproc mount --scenario FILE loads again "
                      "(replaced atomically: a temporary file, then rename)")
     v.add_argument("file", metavar="FILE", help="an absolute path, as the daemon sees it (not inside the mount)")

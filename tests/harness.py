@@ -48,13 +48,24 @@ class CoreMount:
 
     def __init__(self, era: str = "2.6.32", privilege_name: str = "owner", scenario: str | None = None,
                  machine: Machine | None = None, text: str | None = None) -> None:
+        def boot() -> Machine:
+            return build_machine(text, ERAS[era]) if text is not None else load_scenario(scenario, ERAS[era])
+
+        self.boot = boot
         if machine is None:
-            machine = build_machine(text, ERAS[era]) if text is not None else load_scenario(scenario, ERAS[era])
+            machine = boot()
         self.machine = machine
         self.control = Control(machine, lambda: {"daemon_pid": ME, "mountpoint": "(in-process)",
-                                                 "privilege": privilege_name})
+                                                 "privilege": privilege_name}, self._reboot)
         self.state = FsState(machine, privilege(privilege_name), 0, 0, self.control)
         self.fs = ProcFS(self.state, ROOT_DIR)
+
+    def _reboot(self) -> str:
+        """``ctl reboot`` as the daemon does it (fakeproc.daemon.Daemon.reboot)."""
+        new = self.boot()
+        new.succeed(self.machine)
+        self.machine = self.control.machine = self.state.machine = new
+        return f"rebooted: {len(new.processes)} processes\n"
 
     # ------------------------------------------------------------ system calls, as a caller makes them
 

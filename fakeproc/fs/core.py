@@ -62,8 +62,11 @@ class ProcFS:
             node = table.dynamic.lookup(req, parent, name)
             if node is not None:
                 return node
-        if parent.row is self.root.row and self.passthrough is not None:
-            return self.passthrough.lookup_root(name, req)
+        if self.passthrough is not None:
+            if parent.row is self.root.row:
+                return self.passthrough.lookup_root(name, req)
+            if parent.row.host is not None:  # a model directory laid over the host's (sys/vm)
+                return self.passthrough.lookup_host(f"{parent.row.host}/{name}", req)
         raise FsError(errno.ENOENT)
 
     def resolve(self, path: str, req: Request) -> Node:
@@ -86,8 +89,11 @@ class ProcFS:
             raise FsError(errno.ENOENT)
         out = [(".", stat.S_IFDIR), ("..", stat.S_IFDIR)]
         out += [(r.name, r.mode) for r in table.rows if self.shown(r)]
-        if node.row is self.root.row and self.passthrough is not None:
-            out = self.passthrough.root_listing(out, req)
+        if self.passthrough is not None:
+            if node.row is self.root.row:
+                out = self.passthrough.root_listing(out, req)
+            elif node.row.host is not None:
+                out = self.passthrough.overlay_listing(node.row.host, out, req)
         if table.dynamic is not None:
             out += [(n, stat.S_IFDIR) for n in table.dynamic.names(req, node)]
         return out

@@ -74,6 +74,19 @@ class Passthrough:
                 os.stat(f"{self.real_proc}/{pid}")
         return self._real(name)
 
+    def lookup_host(self, rel: str, req: Request) -> Node:
+        """A host entry below a model directory laid over the host's (``sys/kernel`` under ``sys``)."""
+        with self._as_caller(req):
+            os.lstat(f"{self.real_proc}/{rel}")
+        return self._real(rel)
+
+    def overlay_listing(self, rel: str, model: list[tuple[str, int]], req: Request) -> list[tuple[str, int]]:
+        """A model directory laid over the host's: the model's entries, then the host's other names."""
+        with self._as_caller(req):
+            host = os.listdir(f"{self.real_proc}/{rel}")
+        have = {n for n, _ in model}
+        return model + [(n, 0) for n in host if n not in have]
+
     def lookup(self, parent: Node, name: str, req: Request) -> Node:
         parts = self._parts(parent)
         pid_dir = len(parts) == 1 and name_to_int(parts[0]) is not None

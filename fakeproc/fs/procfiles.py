@@ -364,7 +364,9 @@ def meminfo(m: Machine) -> bytes:
         "Mapped": _kb(mem["file"] + mem["shmem"]),
         "Shmem": _kb(mem["shmem"]),
         "PageTables": mem["pte_kb"],
-        "CommitLimit": _kb(m.ram_pages * 50 // 100 + m.swap_pages),  # vm.overcommit_ratio 50
+        # mm/util.c vm_commit_limit(): totalram_pages * sysctl_overcommit_ratio / 100 + total_swap_pages (no
+        # hugetlb pages, overcommit_kbytes 0)
+        "CommitLimit": _kb(m.ram_pages * m.sysctl["overcommit_ratio"] // 100 + m.swap_pages),
         "Committed_AS": _kb(mem["total_vm"]),
         "VmallocTotal": 34359738367,  # x86_64, 4-level paging
         "Hugepagesize": 2048,

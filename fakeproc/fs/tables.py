@@ -14,6 +14,7 @@ import errno
 from collections.abc import Iterable
 
 from ..machine import MachineError, Task
+from ..machine.sysctls import VM_SYSCTLS
 from . import procfiles
 from .tree import DIR, LNK, REG, Handle, Node, Request, Row, Table, name_to_int
 
@@ -24,6 +25,8 @@ FAKEPROC = Table("fakeproc")
 PID = Table("pid")
 TASK = Table("task")
 TID = Table("tid")
+SYS = Table("sys")
+SYS_VM = Table("sys/vm")
 
 #: the rows of the directories a table lists dynamically: /PID, /PID/task, /PID/task/TID, and the root
 #: (procfs takes a chown or a new time of a file, of PID/task and of the root's times; the pid and tid
@@ -237,6 +240,25 @@ def read_dmesg(req: Request, node: Node) -> bytes:
     return h.session
 
 
+# ------------------------------------------------------------------------- /sys/vm
+
+
+def _sysctl_row(name: str) -> Row:
+    """One int of /proc/sys/vm (kernel/sysctl.c vm_table): mode 0644, read and written by the era's
+    proc_dointvec handlers, which look at the file position themselves."""
+
+    def read(req: Request, node: Node) -> bytes:
+        return req.machine.read_sysctl(name, req.offset, req.size)
+
+    def write(req: Request, node: Node, data: bytes) -> int:
+        return req.machine.write_sysctl(name, data, req.offset)
+
+    return REG(name, 0o644, read, write, positioned=True)
+
+
+SYS_VM.extend(_sysctl_row(n) for n in VM_SYSCTLS)
+SYS.add(DIR("vm", 0o555, SYS_VM, host="sys/vm"))
+
 FAKEPROC.extend([
     REG("control", 0o600, read_control, write_control, positioned=True, release=release_control),
     REG("dmesg", 0o444, read_dmesg),
@@ -250,6 +272,7 @@ ROOT.extend([
     REG("cpuinfo", 0o444, read_cpuinfo, companion=True),  # procps's stat library needs it (see procfiles)
     REG("sysrq-trigger", 0o200, None, write_sysrq),
     DIR("fakeproc", 0o555, FAKEPROC, settable=frozenset({"times"})),
+    DIR("sys", 0o555, SYS, host="sys"),
     LNK("self", link_self, reality=True),
     LNK("thread-self", link_thread_self, reality=True),
 ])

@@ -65,7 +65,10 @@ class Row:
     ``positioned``: the read handler applies the file position itself (``req.offset``) instead of
     having its text sliced.  ``companion``: a file of the simulated machine only (``stat``, ``meminfo``,
     ...): run mode serves the host's file of that name instead.  ``reality``: only where real
-    processes stand behind the machine (run and shell mode: ``self``, ``thread-self``).
+    processes stand behind the machine (run and shell mode: ``self``, ``thread-self``).  ``host``: a
+    directory that, where real processes stand behind the machine, lays the model's entries over the
+    host's directory of that path (``sys``, ``sys/vm``: the OOM sysctls are the model's, the rest of
+    ``/proc/sys`` the host's).
     """
 
     name: str
@@ -80,6 +83,7 @@ class Row:
     positioned: bool = False
     companion: bool = False
     reality: bool = False
+    host: str | None = None
     #: what proc_setattr() keeps quiet about for this entry (the rest is EPERM): "owner" (chown), "times"
     settable: frozenset[str] = frozenset({"owner", "times"})
     id: int = field(default=-1)  # a number of its own (node identities use it)
@@ -248,6 +252,8 @@ class Fallback(Protocol):
     """Run mode's passthrough of the host's /proc (fakeproc.fs.passthrough): the nodes with a host path."""
 
     def lookup_root(self, name: str, req: Request) -> Node: ...
+    def lookup_host(self, rel: str, req: Request) -> Node: ...
+    def overlay_listing(self, rel: str, model: list[tuple[str, int]], req: Request) -> list[tuple[str, int]]: ...
     def lookup(self, parent: Node, name: str, req: Request) -> Node: ...
     def readdir(self, node: Node, req: Request) -> list[tuple[str, int]]: ...
     def root_listing(self, model: list[tuple[str, int]], req: Request) -> list[tuple[str, int]]: ...
@@ -314,9 +320,11 @@ class Request:
         return self.state.privilege.has_sys_resource(self.uid, self.tid)
 
     def caller(self) -> Caller:
-        """``current`` for a report header: the model's task if the caller is simulated."""
+        """``current`` for a report header: the model's task if the caller is one (run mode mirrors the
+        real callers; a mount's callers are outside the machine, whatever their ids)."""
         m = self.machine
-        t = m.tasks.get(self.tid)
+        reality = self.state.reality
+        t = m.tasks.get(self.tid) if reality is not None and not reality.simulated(self.tid) else None
         if t is not None:
             return m.caller_of(t)
         return Caller(self.tid, self.uid, real_comm(self.tid))

@@ -12,6 +12,7 @@ import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from . import DEFAULT_ERA, ERA_NAMES  # noqa: F401 (re-exported)
 from .badness import OOM_ADJUST_MAX, OOM_ADJUST_MIN, OOM_DISABLE, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
@@ -91,14 +92,28 @@ class Era:
     #: gfp_mask printed for SysRq-f (GFP_KERNEL) and for a user page fault (GFP_HIGHUSER_MOVABLE)
     gfp_sysrq: str
     gfp_fault: str
+    #: SysRq-f runs in a kernel worker, the header's ``current`` (spec §7.1, history H1): 2.6.x keventd's
+    #: ``events/0``, 2.6.36+ a ``kworker/N:M``; with the ``order=`` it passes (-1 from 4.3: is_sysrq_oom())
+    sysrq_worker: str
+    sysrq_order: int
+    #: 2.6.x: panic_on_oom and "no killable processes" panic a SysRq-f like any OOM; 4.3+ never
+    sysrq_panics: bool
+    #: vm.oom_dump_tasks at boot (kernel/sysctl.c: 0 up to 2.6.35, 1 from 2.6.36)
+    oom_dump_tasks_default: int
+    #: the vm sysctls parsed by proc_dointvec_minmax 0..2 (2.6.39+: panic_on_oom, overcommit_memory);
+    #: the others take any int (proc_dointvec)
+    sysctl_0_to_2: frozenset[str]
 
     @property
     def has_score_adj(self) -> bool:
         return self.adj_home is AdjHome.SIGNAL_SCORE_ADJ
 
 
-_LEGACY = dict(scoring="legacy", header_adj_word="oom_adj",
-               log_style="legacy", sysrq_prefix="SysRq : ", gfp_sysrq="0xd0", gfp_fault="0x201da")
+#: what the three 2.6.x eras share (typed Any: a ** of mixed field types)
+_LEGACY: dict[str, Any] = dict(scoring="legacy", header_adj_word="oom_adj",
+               log_style="legacy", sysrq_prefix="SysRq : ", gfp_sysrq="0xd0", gfp_fault="0x201da",
+               sysrq_worker="events/0", sysrq_order=0, sysrq_panics=True, oom_dump_tasks_default=0,
+               sysctl_0_to_2=frozenset())
 
 ERA_2_6_31 = Era(
     name="2.6.31",  # released 2.6.30/2.6.31: oom_adj per thread; lenient simple_strtol; the livelock
@@ -133,6 +148,8 @@ ERA_6_X = Era(
     skip_disabled=False, first_eligible=False, ties_replace=True, child_first=False,
     refusal=Refusal.NEVER, sharers=Sharers.USER, header_adj_word="oom_score_adj", log_style="modern",
     sysrq_prefix="sysrq: ", gfp_sysrq="0xcc0(GFP_KERNEL)", gfp_fault="0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP)",
+    sysrq_worker="kworker/0:1", sysrq_order=-1, sysrq_panics=False, oom_dump_tasks_default=1,
+    sysctl_0_to_2=frozenset({"panic_on_oom", "overcommit_memory"}),
 )
 
 #: Eras offered by ``--kernel``; the first is the default.

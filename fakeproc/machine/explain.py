@@ -58,12 +58,13 @@ def _explain_legacy(m: Machine, p: Task, current_mems: frozenset[int] | None) ->
     # mm/oom_kill.c badness() of 2.6.31-rc, 2.6.31, 2.6.32: the specification itself, traced
     trace: list[tuple[str, int]] = []
     score = legacy_badness(m.killer.badness_inputs(p, current_mems), m.era.badness_adj_first, trace)
-    children = iter([c for c in (p.children if p.is_leader else []) if c.mm is not None and c.mm is not p.mm])
+    children = iter([c for c in p.children if c.mm is not None and c.mm is not p.mm])
     steps = []
     for what, points in trace:
         if what.startswith("+ child:"):  # name the child the step counted (same order as children_vm)
             c = next(children)
-            what = what.replace("+ child:", f"+ child {c.tgid} ({c.comm}):", 1)
+            who = f"{c.tgid} ({c.comm})" if c.is_leader else f"{c.tgid}'s thread {c.tid} ({c.comm})"
+            what = what.replace("+ child:", f"+ child {who}:", 1)
         steps.append(Step(what, points))
     return steps, score
 

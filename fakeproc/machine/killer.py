@@ -31,9 +31,11 @@ from ..kernel.badness import (
 from ..kernel.caps import CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_RESOURCE
 from ..kernel.eras import AdjHome, Era, Refusal, Sharers
 from .clock import Clock
+from .halt import Halt
 from .journal import Journal
 from .klog import KernelLog
 from .memory import Memory
+from .sysctls import VmSysctls
 from .table import ProcessTable
 from .task import NEVER, PAGE_SIZE, STALE, Caller, Task
 
@@ -95,13 +97,17 @@ def skip_rule(era: Era, unkillable: Callable[[Task], str | None]) -> SkipRule:
 
         return skip_6_x
     disabled = ADJ_OF[era.adj_home] if era.skip_disabled else None
+    # is_global_init() of 2.6.31/2.6.32 is ``tsk->pid == 1``: the thread id.  2.6.32 walks leaders only
+    # (for_each_process()), but 2.6.31*'s do_each_thread() also meets init's other threads, and they are
+    # candidates (spec §7)
+    init_id = attrgetter("tgid") if era.per_process else attrgetter("tid")
 
     def skip_legacy(p: Task, current_mems: frozenset[int] | None = None) -> str | None:
         # 2.6.31*/2.6.32 select_bad_process(): no mm (kernel threads, a released mm), the init task, then
         # (2.6.31: the thread's, 2.6.32: the process's value) OOM_DISABLE
         if p._mm is None:
             return "kernel thread" if p._kthread else "no address space"
-        if p.tgid == 1:
+        if init_id(p) == 1:
             return "init"
         if disabled is not None and disabled(p) == OOM_DISABLE:
             return "oom_adj -17 (OOM_DISABLE)"
@@ -135,8 +141,10 @@ class Candidate:
 
 class OomKiller:
     def __init__(self, era: Era, table: ProcessTable, memory: Memory, clock: Clock, klog: KernelLog,
-                 journal: Journal) -> None:
+                 journal: Journal, sysctl: VmSysctls, halt: Halt) -> None:
         self.era = era
+        self.sysctl = sysctl
+        self.halt = halt
         self.table = table
         self.memory = memory
         self.clock = clock
@@ -180,9 +188,10 @@ class OomKiller:
             return "no address space"
         if p._signal._oom_score_adj == OOM_SCORE_ADJ_MIN:
             return "oom_score_adj -1000"
-        vp = p._vfork_parent
-        if vp is not None and vp._mm is mm:  # in_vfork()
-            return "in vfork (shares its parent's mm)"
+        if p._vfork_parent is not None:  # in_vfork(): vfork_done set and the *current* real parent's mm
+            rp = p._parent
+            if rp is not None and rp._mm is mm:
+                return "in vfork (shares its parent's mm)"
         return None
 
     def points(self, p: Task, current_mems: frozenset[int] | None = None) -> int:
@@ -205,7 +214,7 @@ class OomKiller:
             cpu = (p.signal.dead_cputime + sum(th.utime + th.stime for th in p.signal.threads)) & ULONG_MAX
         else:
             cpu = (p.utime + p.stime) & ULONG_MAX
-        children = p.children if p.is_leader else []
+        children = p.children  # the task's own list: threads of children included, one entry each (§5.1)
         return LegacyInputs(
             oom_adj=self.adj(p),
             has_mm=mm is not None,
@@ -403,7 +412,7 @@ class OomKiller:
                     else:
                         points = mm._total_vm
                         children = p.children
-                        if children and p.tgid == p.tid:
+                        if children:
                             for c in children:
                                 cm = c._mm
                                 if cm is not None and cm is not mm:
@@ -489,7 +498,235 @@ class OomKiller:
                 chosen, best = c.task, c.points
         return None if chosen is None else (chosen, best)
 
+    # ------------------------------------------------------------------ the report
+
+    def _header(self, current: Caller, sysrq: bool) -> None:
+        """The ``invoked oom-killer`` line (history E1): current's comm and value; a SysRq-f's current is
+        the kernel worker that runs it (H4)."""
+        era = self.era
+        gfp = era.gfp_sysrq if sysrq else era.gfp_fault
+        order = era.sysrq_order if sysrq else 0
+        self.klog.printk(f"{current.comm} invoked oom-killer: gfp_mask={gfp}, order={order}, "
+                         f"{era.header_adj_word}={current.oom_adj}")
+
+    def dump_header(self, current: Caller, sysrq: bool, current_mems: frozenset[int] | None) -> None:
+        """What follows the header (2.6.32 oom_kill_process(), 6.x dump_header()): 2.6.x's cpuset line,
+        dump_stack() and show_mem() (each summarised in one line: the model has no stack and no zones),
+        then the task table if vm.oom_dump_tasks is set."""
+        printk = self.klog.printk
+        self._header(current, sysrq)
+        legacy = self.era.log_style == "legacy"
+        if legacy:  # cpuset_print_task_mems_allowed(current): the root cpuset, current's nodes
+            mems = current.task.mems if current.task is not None else self.nodes()
+            printk(f"{current.comm} cpuset=/ mems_allowed={nodelist(mems)}")
+        printk(f"fakeproc: dump_stack() of {current.comm} is not simulated (the kernel prints its call trace here)")
+        free_ram, free_swap = self.memory.free_pages()
+        k = PAGE_SIZE // 1024
+        printk(f"fakeproc: show_mem() summarised: RAM {self.memory.ram_pages * k}kB, free {free_ram * k}kB; "
+               f"swap {self.memory.swap_pages * k}kB, free {free_swap * k}kB")
+        if self.sysctl["oom_dump_tasks"]:
+            (self._dump_tasks_legacy if legacy else self._dump_tasks_6_x)(current_mems)
+
+    def _dump_tasks_legacy(self, current_mems: frozenset[int] | None) -> None:
+        """2.6.31/2.6.32 dump_tasks(): every thread-group leader with an mm, init included, its value as the
+        era keeps it (2.6.31 p->oomkilladj, 2.6.31-rc mm->oom_adj, 2.6.32 p->signal->oom_adj)."""
+        printk = self.klog.printk
+        printk("[ pid ]   uid  tgid total_vm      rss cpu oom_adj name")
+        for p in self.table.processes.values():
+            mm = p.mm
+            if mm is None:
+                continue
+            # get_mm_rss(): file_rss + anon_rss (2.6.32 has no separate shmem counter; the model's shmem is
+            # part of the file pages there); task_cpu(): the model has one CPU
+            rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+            printk(f"[{p.tid:5d}] {p.uid:5d} {p.tgid:5d} {mm.total_vm:8d} {rss:8d} {0:3d}     {self.adj(p):3d} "
+                   f"{p.comm}")
+
+    def _dump_tasks_6_x(self, current_mems: frozenset[int] | None) -> None:
+        """6.8+ dump_tasks()/dump_task(): every process but init and kernel threads, in the allocating
+        task's cpuset, with an mm (the first thread that has one: the leader here)."""
+        printk = self.klog.printk
+        printk("Tasks state (memory values in pages):")
+        printk("[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents "
+               "oom_score_adj name")
+        for p in self.table.processes.values():
+            mm = p.mm
+            if p.tgid == 1 or p.kthread or mm is None:
+                continue
+            if current_mems is not None and not p.mems & current_mems:
+                continue
+            printk(f"[{p.tid:7d}] {p.uid:5d} {p.tgid:5d} {mm.total_vm:8d} {mm.rss:8d} {mm.rss_anon:8d} "
+                   f"{mm.rss_file:8d} {mm.rss_shmem:9d} {mm.pgtables:8d} {mm.swap:8d}         "
+                   f"{p.signal.oom_score_adj:5d} {p.comm}")
+
+    def nodes(self) -> frozenset[int]:
+        """The machine's memory nodes: every node some task may use, and node 0."""
+        return frozenset({0}).union(*{t._mems for t in self.table.tasks.values()})
+
+    def constraint(self, current_mems: frozenset[int] | None) -> str:
+        """constrained_alloc(): CONSTRAINT_CPUSET when the allocating task's cpuset leaves out a node of
+        the machine, else CONSTRAINT_NONE (the model has no mempolicy and no memcg)."""
+        if current_mems is not None and not self.nodes() <= current_mems:
+            return "CONSTRAINT_CPUSET"
+        return "CONSTRAINT_NONE"
+
+    def worker(self) -> Caller:
+        """The kernel worker a SysRq-f runs in (``events/0``, ``kworker/0:1``): the machine's kernel thread
+        of that name if it has one, else one outside the table (pid 0 in the report)."""
+        name = self.era.sysrq_worker
+        for t in self.table.tasks.values():
+            if t.kthread and t.comm == name:
+                return Caller(t.tgid, 0, name, 0, t)
+        return Caller(0, 0, name, 0)
+
     # ------------------------------------------------------------------ kill
+
+    def out_of_memory(self, current: Caller, sysrq: bool = False,
+                      current_mems: frozenset[int] | None = None) -> OomResult:
+        """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run.
+
+        Observers (run mode's mirror) see it before (to bring every real process in) and after (to
+        send the real SIGKILL).
+        """
+        self.halt.check()
+        for o in self.observers:
+            o.before_oom()
+        if sysrq:
+            current, current_mems = self.worker(), None  # moom_callback() runs in a kernel worker
+        if self.era.log_style == "modern":
+            result = self._out_of_memory_6_x(current, sysrq, current_mems)
+        else:
+            result = self._out_of_memory_legacy(current, sysrq, current_mems)
+        self.journal.note("oom", current=current.pid, comm=current.comm, sysrq=sysrq,
+                          victim=result.victim.tid if result.victim is not None else None,
+                          killed=[t.tid for t in result.killed if t.is_leader], livelock=result.livelock,
+                          nothing_killable=result.nothing_killable, panic=self.halt.reason)
+        for t in result.killed:
+            if t.is_leader:
+                self.journal.note("kill", pid=t.tgid, comm=t.comm,
+                                  tids=[th.tid for th in result.killed if th.tgid == t.tgid])
+        for o in self.observers:
+            o.after_oom(result)
+        return result
+
+    def _out_of_memory_6_x(self, current: Caller, sysrq: bool, current_mems: frozenset[int] | None) -> OomResult:
+        """6.18 mm/oom_kill.c out_of_memory()."""
+        printk = self.klog.printk
+        killed: list[Task] = []
+        constraint = self.constraint(current_mems)
+        # check_panic_on_oom(): 1 only for an unconstrained OOM, 2 always; never for SysRq-f (is_sysrq_oom())
+        panic_on_oom = self.sysctl["panic_on_oom"]
+        if panic_on_oom and (panic_on_oom == 2 or constraint == "CONSTRAINT_NONE") and not sysrq:
+            self.dump_header(current, sysrq, current_mems)
+            self.halt.panic(f"Out of memory: {'compulsory' if panic_on_oom == 2 else 'system-wide'} "
+                            "panic_on_oom is enabled")
+            return OomResult(killed, None, False, False)
+        me = current.task
+        if (self.sysctl["oom_kill_allocating_task"] and me is not None and me.mm is not None
+                and me.tgid != 1 and not me.kthread and (current_mems is None or bool(me.mems & current_mems))
+                and me.signal.oom_score_adj != OOM_SCORE_ADJ_MIN):
+            victim = me.leader
+            self._kill_6_x(victim, current, sysrq, current_mems, constraint,
+                           "Out of memory (oom_kill_allocating_task)", killed)
+            return OomResult(killed, victim, False, False)
+        sel = self.select(current_mems)
+        if sel is None:
+            self.dump_header(current, sysrq, current_mems)
+            printk("Out of memory and no killable processes...")
+            if sysrq:  # moom_callback(): out_of_memory() returned false
+                printk(f"{self.era.sysrq_prefix}OOM request ignored. No task eligible")
+            else:
+                self.halt.panic("System is deadlocked on memory")
+            return OomResult(killed, None, False, True)
+        victim = sel[0]
+        self._kill_6_x(victim, current, sysrq, current_mems, constraint, "Out of memory", killed)
+        return OomResult(killed, victim, False, False)
+
+    def _kill_6_x(self, p: Task, current: Caller, sysrq: bool, current_mems: frozenset[int] | None,
+                  constraint: str, message: str, killed: list[Task]) -> None:
+        """oom_kill_process(): dump_header(), dump_oom_victim()'s summary, __oom_kill_process(), the reaper."""
+        printk = self.klog.printk
+        self.dump_header(current, sysrq, current_mems)
+        mems = current.task.mems if current.task is not None else self.nodes()
+        printk(f"oom-kill:constraint={constraint},nodemask=(null),cpuset=/,mems_allowed={nodelist(mems)},"
+               f"global_oom,task_memcg=/,task={p.comm},pid={p.tid},uid={p.uid}")
+        mm = p.mm
+        assert mm is not None
+        k = PAGE_SIZE // 1024
+        printk(f"{message}: Killed process {p.tgid} ({p.comm}) total-vm:{mm.total_vm * k}kB, "
+               f"anon-rss:{mm.rss_anon * k}kB, file-rss:{mm.rss_file * k}kB, "
+               f"shmem-rss:{mm.rss_shmem * k}kB, UID:{p.uid} pgtables:{mm.pgtables // 1024}kB "
+               f"oom_score_adj:{p.signal.oom_score_adj}")
+        pinned = self._kill(p, killed)
+        if not pinned:
+            # oom_reap_task_mm(): the victim's private memory (anonymous, and private file mappings, which is
+            # what the model's file pages are) is unmapped; shared memory (VM_SHARED) stays
+            printk(f"oom_reaper: reaped process {p.tgid} ({p.comm}), now anon-rss:0kB, file-rss:0kB, "
+                   f"shmem-rss:{mm.rss_shmem * k}kB")
+
+    def _out_of_memory_legacy(self, current: Caller, sysrq: bool,
+                              current_mems: frozenset[int] | None) -> OomResult:
+        """2.6.31/2.6.32 mm/oom_kill.c out_of_memory() and __out_of_memory()."""
+        era = self.era
+        printk = self.klog.printk
+        killed: list[Task] = []
+        panic_on_oom = self.sysctl["panic_on_oom"]
+        # panic_on_oom applies to SysRq-f too in 2.6.x (history H3), and no header comes first
+        if panic_on_oom == 2:
+            self.halt.panic("out of memory. Compulsory panic_on_oom is selected.")
+            return OomResult(killed, None, False, False)
+        if panic_on_oom and self.constraint(current_mems) == "CONSTRAINT_NONE":
+            self.halt.panic("out of memory. panic_on_oom is selected")
+            return OomResult(killed, None, False, False)
+        if self.sysctl["oom_kill_allocating_task"] and (current.task is not None or sysrq):
+            # oom_kill_process(current, ..., 0, "Out of memory (oom_kill_allocating_task)"); one that cannot
+            # be killed (a kernel worker has no mm, a task at -17) falls through to the scan
+            victim = self._kill_process(current.task, current, sysrq, current_mems, 0,
+                                        "Out of memory (oom_kill_allocating_task)", killed)
+            if victim is not None or self.halt.reason is not None:
+                return OomResult(killed, victim, False, False)
+        refused: set[int] = set()
+        while True:  # __out_of_memory(): retry while oom_kill_process() refuses
+            sel = self.select(current_mems)
+            if sel is None:
+                self.halt.panic("Out of memory and no killable processes...")
+                return OomResult(killed, None, False, True)
+            p, points = sel
+            if p.tid in refused:
+                printk(f"fakeproc: livelock: select_bad_process() chose {p.tid} ({p.comm}) again and "
+                       f"oom_kill_task() refused it again ({era.refusal.value}); the real kernel "
+                       "retries forever here and the machine hangs")
+                return OomResult(killed, None, True, False)
+            victim = self._kill_process(p, current, sysrq, current_mems, points, "Out of memory", killed)
+            if victim is not None or self.halt.reason is not None:
+                return OomResult(killed, victim, False, False)
+            refused.add(p.tid)
+
+    def _kill_process(self, p: Task | None, current: Caller, sysrq: bool, current_mems: frozenset[int] | None,
+                      points: int, message: str, killed: list[Task]) -> Task | None:
+        """2.6.32 oom_kill_process(): the report, then a child first (the first entry of p's children list
+        with another mm that oom_kill_task() accepts; it may be a child's thread, and the ``Killed
+        process`` line then names that thread: its SIGKILL ends the whole group), else p itself.  The
+        task killed, or None when oom_kill_task() refused (no mm, OOM_DISABLE)."""
+        printk = self.klog.printk
+        self.dump_header(current, sysrq, current_mems)
+        pid, comm = (p.tid, p.comm) if p is not None else (current.pid, current.comm)
+        printk(f"{message}: kill process {pid} ({comm}) score {_as_signed_long(points)} or a child")
+        if p is None:  # a kernel worker: oom_kill_task() finds no mm
+            return None
+        victim = None
+        if self.era.child_first:
+            for c in list(p.children):
+                if c.mm is p.mm or self._refuses(c):
+                    continue
+                victim = c
+                break
+        if victim is None and not self._refuses(p):
+            victim = p
+        if victim is not None:
+            printk(f"Killed process {victim.tid} ({victim.comm})")
+            self._kill(victim, killed)
+        return victim
 
     def _refuses(self, p: Task) -> bool:
         """oom_kill_task() returning 1: the chosen task may not be killed."""
@@ -505,116 +742,59 @@ class OomKiller:
             return p.signal.oom_adj == OOM_DISABLE
         return False
 
-    def _kill(self, p: Task, killed: list[Task]) -> None:
-        """SIGKILL to p's thread group, then (per era) to the others sharing its mm."""
+    def _kill(self, p: Task, killed: list[Task]) -> bool:
+        """SIGKILL to p's thread group, then (per era) to the others sharing its mm.  True when init pins
+        the mm (6.x: the reaper leaves it alone).
+
+        SIGKILL to init's group (2.6.31*: one of init's threads was chosen, or init shares the victim's mm
+        through a vfork child) makes init exit, and the kernel panics (find_new_reaper(): "Attempted to
+        kill init!")."""
         mm = p.mm
         sharers = self.table.sharers(mm) if mm is not None and self.era.sharers is not Sharers.NONE else []
+        if p.tgid == 1:
+            self.halt.panic("Attempted to kill init!")
+            return False
         killed.extend(self.table.exit_group(p.leader))
+        pinned = False
         for q in sharers:
             if q.tgid == p.tgid:
                 continue
             if self.era.sharers is Sharers.USER:
                 if q.tgid == 1:
                     self.klog.printk(f"oom killer {p.tgid} ({p.comm}) has mm pinned by {q.tgid} ({q.comm})")
+                    pinned = True
                     continue
                 if q.kthread:
                     continue
             elif q.tgid == 1:
-                # 2.6.31*: force_sig(SIGKILL) reaches init too (a vfork child of init shares its mm):
-                # init dies and do_exit() panics
-                self.klog.printk("Kernel panic - not syncing: Attempted to kill init!")
-                self.klog.printk("fakeproc: the real kernel would have stopped here; the simulation goes on "
-                                 "and init lives")
+                # 2.6.31*: force_sig(SIGKILL) reaches init too (a vfork child of init shares its mm)
+                self.halt.panic("Attempted to kill init!")
                 continue
             killed.extend(self.table.exit_group(q))
-
-    def _header(self, current: Caller, gfp: str) -> None:
-        self.klog.printk(f"{current.comm} invoked oom-killer: gfp_mask={gfp}, order=0, "
-                         f"{self.era.header_adj_word}={current.oom_adj}")
-
-    def out_of_memory(self, current: Caller, sysrq: bool = False,
-                      current_mems: frozenset[int] | None = None) -> OomResult:
-        """out_of_memory(): select, report, kill; what SysRq-f and a failing allocation run.
-
-        Observers (run mode's mirror) see it before (to bring every real process in) and after (to
-        send the real SIGKILL).
-        """
-        for o in self.observers:
-            o.before_oom()
-        result = self._out_of_memory(current, sysrq, current_mems)
-        self.journal.note("oom", current=current.pid, comm=current.comm, sysrq=sysrq,
-                          victim=result.victim.tid if result.victim is not None else None,
-                          killed=[t.tid for t in result.killed if t.is_leader], livelock=result.livelock,
-                          nothing_killable=result.nothing_killable)
-        for t in result.killed:
-            if t.is_leader:
-                self.journal.note("kill", pid=t.tgid, comm=t.comm,
-                                  tids=[th.tid for th in result.killed if th.tgid == t.tgid])
-        for o in self.observers:
-            o.after_oom(result)
-        return result
-
-    def _out_of_memory(self, current: Caller, sysrq: bool, current_mems: frozenset[int] | None) -> OomResult:
-        era = self.era
-        printk = self.klog.printk
-        gfp = era.gfp_sysrq if sysrq else era.gfp_fault
-        message = "Out of memory"
-        killed: list[Task] = []
-        if era.log_style == "modern":
-            sel = self.select(current_mems)
-            if sel is None:
-                self._header(current, gfp)
-                printk("Out of memory and no killable processes...")
-                if not sysrq:
-                    printk("Kernel panic - not syncing: System is deadlocked on memory")
-                    printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
-                return OomResult(killed, None, False, True)
-            p, _ = sel
-            self._header(current, gfp)
-            mm = p.mm
-            assert mm is not None
-            k = PAGE_SIZE // 1024
-            printk(f"{message}: Killed process {p.tgid} ({p.comm}) total-vm:{mm.total_vm * k}kB, "
-                   f"anon-rss:{mm.rss_anon * k}kB, file-rss:{mm.rss_file * k}kB, "
-                   f"shmem-rss:{mm.rss_shmem * k}kB, UID:{p.uid} pgtables:{mm.pgtables // 1024}kB "
-                   f"oom_score_adj:{p.signal.oom_score_adj}")
-            self._kill(p, killed)
-            return OomResult(killed, p, False, False)
-
-        refused: set[int] = set()
-        while True:  # __out_of_memory(): retry while oom_kill_process() refuses
-            sel = self.select(current_mems)
-            if sel is None:
-                printk("Kernel panic - not syncing: Out of memory and no killable processes...")
-                printk("fakeproc: the real kernel would have stopped here; the simulation goes on")
-                return OomResult(killed, None, False, True)
-            p, points = sel
-            if p.tid in refused:
-                printk(f"fakeproc: livelock: select_bad_process() chose {p.tid} ({p.comm}) again and "
-                       f"oom_kill_task() refused it again ({era.refusal.value}); the real kernel "
-                       "retries forever here and the machine hangs")
-                return OomResult(killed, None, True, False)
-            self._header(current, gfp)
-            printk(f"{message}: kill process {p.tid} ({p.comm}) score {_as_signed_long(points)} or a child")
-            victim = None
-            if era.child_first:
-                for c in list(p.children if p.is_leader else []):
-                    if c.mm is p.mm or self._refuses(c):
-                        continue
-                    victim = c
-                    break
-            if victim is None and not self._refuses(p):
-                victim = p
-            if victim is not None:
-                printk(f"Killed process {victim.tid} ({victim.comm})")
-                self._kill(victim, killed)
-                return OomResult(killed, victim, False, False)
-            refused.add(p.tid)
+        return pinned
 
     def sysrq(self, key: bytes, current: Caller) -> None:
-        """drivers/char/sysrq.c write_sysrq_trigger(): the first byte is the key; 'f' is moom_callback()."""
+        """write_sysrq_trigger(): the first byte is the key; 'f' is sysrq_handle_moom(), which queues
+        moom_callback() on a workqueue: the OOM killer then runs in a kernel worker (spec §7.1)."""
         if key == b"f":
+            self.halt.check()
             self.klog.printk(f"{self.era.sysrq_prefix}Manual OOM execution")
             self.out_of_memory(current, sysrq=True)
         elif key and key not in b"\n":
             self.klog.printk(f"{self.era.sysrq_prefix}HELP : fakeproc simulates only 'f' (manual OOM), not {key!r}")
+
+
+def nodelist(mems: frozenset[int]) -> str:
+    """bitmap_scnlistprintf() / %*pbl: node numbers as ranges, ``0``, ``0-1``, ``0,2-3``."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(mems):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)

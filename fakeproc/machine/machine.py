@@ -16,16 +16,19 @@ from collections.abc import Iterator
 
 from ..kernel.eras import Era
 from ..kernel.limits import CAP_BITS, NICE_MAX, NICE_MIN, ULONG_MAX, finite, max_uptime
+from ..kernel.sysctl import dointvec_read, dointvec_write
 from ..units import format_size
 from .clock import Clock
 from .errors import MachineError
+from .halt import Halt
 from .journal import Journal
 from .killer import OomKiller, OomObserver, OomResult
 from .klog import KernelLog
 from .memory import Memory
 from .oomfiles import OomFiles, Writer
 from .pressure import Pressure
-from .table import EXEC_DEFAULT_RSS, EXEC_DEFAULT_VM, ProcessTable, Watcher, check_ids
+from .sysctls import VmSysctls
+from .table import EXEC_DEFAULT_RSS, EXEC_DEFAULT_VM, ProcessTable, Watcher, check_ids, setuid_caps
 from .task import PAGE_SIZE, Caller, Mm, Task
 
 
@@ -39,7 +42,10 @@ class Machine:
         self.log = KernelLog(self.clock, self.journal)
         self.table = ProcessTable(self.clock, self.journal)
         self.memory = Memory(self.table, ram, swap)
-        self.killer = OomKiller(era, self.table, self.memory, self.clock, self.log, self.journal)
+        self.sysctl = VmSysctls(era)  # /proc/sys/vm: the killer's knobs
+        self.halt = Halt(self.clock, self.log, self.journal)  # a panic stops the machine
+        self.killer = OomKiller(era, self.table, self.memory, self.clock, self.log, self.journal, self.sysctl,
+                                self.halt)
         self.files = OomFiles(era, self.table, self.killer, self.log, self.journal)
         self.pressure = Pressure(self.table, self.memory, self.killer, self.clock, self.journal)
 
@@ -113,6 +119,23 @@ class Machine:
         """Told ``(task, gone)`` when a task is released or its owner changes (the raw FUSE backend)."""
         return self.table.watchers
 
+    def succeed(self, old: Machine) -> None:
+        """Take over from ``old`` after a reboot: the change stream goes on numbered where it stopped (a
+        follower of ``fakeproc log`` misses nothing), the filesystem's watchers follow (told that every old
+        task is gone, so no kernel cache keeps them), and the reboot is the first change."""
+        base = old.journal.seq
+        for ev in self.journal.events:
+            ev["seq"] += base
+        self.journal.seq += base
+        mine = self.pressure.released
+        outside = [w for w in old.table.watchers if w != old.pressure.released]
+        self.table.watchers[:] = [mine, *outside]
+        for t in list(old.tasks.values()):
+            for watch in outside:
+                watch(t, True)
+        self.journal.note("reboot", kernel=self.era.name, processes=len(self.processes),
+                          after=old.halt.reason)
+
     # ----------------------------------------------------------------- lookup
 
     def task(self, tid: int) -> Task:
@@ -142,7 +165,7 @@ class Machine:
 
     def caller_of(self, t: Task) -> Caller:
         """``current`` for an OOM report when ``t`` allocates or asks."""
-        return Caller(t.tgid, t.uid, t.comm, self.killer.adj(t))
+        return Caller(t.tgid, t.uid, t.comm, self.killer.adj(t), t)
 
     # ------------------------------------------------------ process lifecycle
 
@@ -186,10 +209,12 @@ class Machine:
         for th in t.signal.threads:
             if nice is not None:
                 th.nice = nice
+            if uid is not None:
+                th.caps = setuid_caps(th.uid, uid, th.caps)  # setresuid(): a root process gives up its caps
             if uid is not None or gid is not None:
                 self.table.set_owner(th, uid, gid)
             if caps is not None:
-                th.caps = caps
+                th.caps = caps  # capset(), after the uid change when both are given
         if comm is not None:
             t.comm = comm  # cut as the kernel cuts it (Task.comm)
         if swapoff is not None:
@@ -284,6 +309,7 @@ class Machine:
 
     def tick(self, seconds: float) -> float:
         """Move the clock by ``seconds``; allocators allocate, and the killer runs when memory runs out."""
+        self.halt.check()
         if seconds < 0:
             raise MachineError(errno.EINVAL, "the clock does not go back")
         if not finite(seconds) or self.clock.uptime + seconds > max_uptime(self.clock.hz):
@@ -293,6 +319,9 @@ class Machine:
         return self.clock.uptime
 
     def run_clock(self, seconds: float) -> list[OomResult]:
+        """A running clock's step (the ticker): nothing moves on a machine that panicked."""
+        if self.halt.reason is not None:
+            return []
         return self.pressure.run_clock(seconds)
 
     # ----------------------------------------------------------------- OOM files
@@ -309,13 +338,43 @@ class Machine:
         return self.files.read_oom_score(who, current_mems)
 
     def write_oom_adj(self, who: int | Task, data: bytes, writer: Writer) -> int:
+        self.halt.check()
         return self.files.write_oom_adj(who, data, writer)
 
     def write_oom_score_adj(self, who: int | Task, data: bytes, writer: Writer) -> int:
+        self.halt.check()
         return self.files.write_oom_score_adj(who, data, writer)
 
     def write_comm(self, who: int | Task, data: bytes, writer: Writer) -> int:
+        self.halt.check()
         return self.files.write_comm(who, data, writer)
+
+    # ----------------------------------------------------------------- /proc/sys/vm
+
+    def read_sysctl(self, name: str, pos: int, size: int) -> bytes:
+        """A read of /proc/sys/vm/NAME: ``"%d\n"`` at position 0, nothing after (proc_dointvec)."""
+        return dointvec_read(self.era.version, self.sysctl[name], pos, size)
+
+    def write_sysctl(self, name: str, data: bytes, pos: int) -> int:
+        """A write() of /proc/sys/vm/NAME at file position ``pos``, parsed by the era's proc_dointvec or
+        proc_dointvec_minmax: the count it returns, or MachineError with its errno."""
+        self.halt.check()
+        r = dointvec_write(self.era.version, data, pos, self.sysctl.limits(name))
+        if r.error:
+            raise MachineError(r.error, f"vm.{name}: {errno.errorcode.get(r.error, r.error)}")
+        if r.value is not None:
+            self._store_sysctl(name, r.value)
+        return r.consumed
+
+    def set_sysctl(self, name: str, value: int) -> None:
+        """A value given as a number (a scenario, a control line): the era's range, then stored."""
+        self.sysctl.check(name, value)
+        self._store_sysctl(name, value)
+
+    def _store_sysctl(self, name: str, value: int) -> None:
+        old = self.sysctl.values[name]
+        self.sysctl.values[name] = value
+        self.journal.note("sysctl", name=f"vm.{name}", value=value, old=old)
 
     # ----------------------------------------------------------------- the killer
 

@@ -60,9 +60,10 @@ class Pressure:
         self.clock = clock
         self.journal = journal
         self.allocators: dict[int, Allocator] = {}  # pid -> allocation rate
-        table.watchers.append(self._released)
+        table.watchers.append(self.released)
 
-    def _released(self, t: Task, gone: bool) -> None:
+    def released(self, t: Task, gone: bool) -> None:
+        """The table's watcher: an exited process allocates no more."""
         if gone and t.is_leader:
             self.allocators.pop(t.tgid, None)  # an exited process allocates no more
 
@@ -150,4 +151,4 @@ class Pressure:
     def _allocation_failed(self, t: Task) -> OomResult:
         """__alloc_pages_slowpath() gives up: out_of_memory() with ``t`` as current."""
         self.journal.note("alloc_failed", pid=t.tgid, comm=t.comm)
-        return self.killer.out_of_memory(Caller(t.tgid, t.uid, t.comm, self.killer.adj(t)), current_mems=t.mems)
+        return self.killer.out_of_memory(Caller(t.tgid, t.uid, t.comm, self.killer.adj(t), t), current_mems=t.mems)

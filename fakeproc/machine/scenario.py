@@ -20,8 +20,21 @@ scenario among them) load exactly as before:
     about ``/proc/PID/oom_adj`` already.
     ``clock = "stepped"``: how the clock runs (also in hand-written files):
     ``stepped`` (only ``tick`` moves it), ``real``, or a speed like ``60x``.
+    ``panic_on_oom = 1``, ``oom_kill_allocating_task``, ``oom_dump_tasks``,
+    ``overcommit_memory``, ``overcommit_ratio``: the OOM killer's sysctls
+    (``/proc/sys/vm``; default: the era's boot values), in the era's range.
+    ``panic = "..."``: the machine panicked (the reason ``Kernel panic - not
+    syncing:`` printed) and is stopped, as it was when saved.
 
 ``[[process]]``
+    ``parent = 601``: the task that forked it, its ``real_parent``: a process's
+    pid or the tid of one of its threads (a child forked by a non-leader thread
+    hangs off that thread, kernel/fork.c ``p->real_parent = current``), listed
+    before it.
+    ``children = [705, 706, 703]``: the order of the task's children list
+    (``p->children``: every task it forked and their threads, one entry each),
+    where it is not the order the file creates them in (re-parenting appends
+    an exiting task's children to its reaper's list).  Also in a thread table.
     ``alloc_rate = "16M"``: bytes the process allocates per simulated second
     (also in hand-written files; see ``machine/pressure.py``).
     ``utime``, ``stime``: the leader thread's user and system CPU time in
@@ -46,9 +59,10 @@ scenario among them) load exactly as before:
     before; a thread of its parent): unlike ``vfork = true`` it does not take
     its parent's address space, which ``mm`` or the memory keys give.
     ``vfork_parent_exited = 400``: instead, the task that vfork()ed it has
-    exited (400: its process); ``in_vfork = false`` when the child no longer
-    shares the address space that task had (default true; 6.x counts a child
-    in vfork as unkillable).
+    exited (400: its process) and the child has not exec'd yet (vfork_done is
+    still set).  Whether 6.x counts it as in vfork (unkillable) follows from
+    the tree: in_vfork() compares the address space of its *current* real
+    parent.  ``in_vfork``, which fakeproc wrote before, is read and ignored.
     ``caps = 0x1ffffffffff``: an integer bit mask is accepted too.
 
 ``[[dmesg]]`` (after the processes)
@@ -58,15 +72,15 @@ A saved file lists processes in creation order, except that a parent always
 comes before its children: a process re-parented to an init created after it
 (possible only when init is not the first process) moves after init, which
 changes nothing the killer sees (it never picks init).  Not kept: the daemon's
-own settings (privilege, mount point), ``[machine] description``, init's
-children order as re-parenting left it (no rule reads it), ``Mm.users`` and
-the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
+own settings (privilege, mount point), ``[machine] description``, ``Mm.users``
+and the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 import stat as statmod
@@ -105,18 +119,24 @@ from ..kernel.limits import (
 from ..units import format_clock, format_size, parse_clock, parse_duration, parse_rate, parse_size
 from .errors import MachineError
 from .machine import Machine
+from .sysctls import INT_MAX, INT_MIN, VM_SYSCTLS
+from .table import adopt, disown
 from .task import PAGE_SIZE, Mm, SignalStruct, Task, task_comm
 
+log = logging.getLogger(__name__)
+
 MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "clock", "description", "kernel", "next_pid", "pid_max",
-                "oom_adj_deprecation_warned"}
+                "oom_adj_deprecation_warned", "panic", *VM_SYSCTLS}
 MEMORY_KEYS = {"vm", "rss", "file_rss", "shmem_rss", "swap", "pgtables", "pgtables_bytes"}
 PROCESS_KEYS = MEMORY_KEYS | {
     "pid", "parent", "comm", "uid", "gid", "nice", "caps", "cpu", "sys_cpu", "start", "threads", "oom_adj",
     "oom_score_adj", "oom_score_adj_min", "kthread", "vfork", "clone_vm", "swapoff", "mems", "alloc_rate",
     # written by dump_scenario (see the module docstring)
     "utime", "stime", "exited_cputime", "mm", "multiprocess", "vfork_parent", "vfork_parent_exited", "in_vfork",
+    "children",
 }
-THREAD_KEYS = {"tid", "comm", "uid", "gid", "nice", "caps", "start", "utime", "stime", "oom_adj", "swapoff", "mems"}
+THREAD_KEYS = {"tid", "comm", "uid", "gid", "nice", "caps", "start", "utime", "stime", "oom_adj", "swapoff", "mems",
+               "children"}
 DMESG_KEYS = {"time", "text"}
 
 
@@ -340,19 +360,27 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
         next_pid = _int(mspec.get("next_pid", 1), "next_pid", 1, PID_MAX_LIMIT)
         pid_max = _int(mspec.get("pid_max", PID_MAX_DEFAULT), "pid_max", RESERVED_PIDS + 1, PID_MAX_LIMIT)
         m.clock_scale = parse_clock(mspec.get("clock", "stepped"))
-    except (ValueError, ScenarioError) as e:
+        for key in VM_SYSCTLS:
+            if key in mspec:
+                m.set_sysctl(key, _int(mspec[key], key, INT_MIN, INT_MAX))
+        if "panic" in mspec:  # stopped as it was saved; the log already holds the panic line
+            m.halt.reason, m.halt.at = _text(mspec["panic"], "panic"), m.uptime
+    except (ValueError, ScenarioError, MachineError) as e:
         raise ScenarioError(f"{name}: [machine]: {e}") from e
     # while loading, any pid the kernel could have; then the machine's pid_max, raised to hold every pid listed
     m.table.set_pid_max(PID_MAX_LIMIT)
     m.deprecation_warned = bool(mspec.get("oom_adj_deprecation_warned", False))
+    orders: dict[int, tuple[str, Any]] = {}  # tid -> (where, its ``children`` list as written)
     for i, spec in enumerate(processes):
         where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
         try:
-            _add_process(m, spec, where)
+            _add_process(m, spec, where, orders)
         except (MachineError, TypeError, ValueError) as e:  # ScenarioError too: each says which file and process
             raise ScenarioError(f"{where}: {e}") from e
     if 1 not in m.processes:
         raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
+    for tid, (where, order) in orders.items():
+        _order_children(m.tasks[tid], order, where)
     highest = max(m.tasks)
     if "pid_max" in mspec and pid_max <= highest:
         raise ScenarioError(f"{name}: [machine]: pid_max {pid_max} is not above pid {highest}")
@@ -395,12 +423,26 @@ def _own_mm(spec: dict[str, Any], where: str) -> Mm:
               swap=_pages(spec, "swap", where), pgtables=pgtables)
 
 
-def _exited_task(tgid: int, mm: Mm) -> Task:
-    """What is left of a vfork parent that has exited: its process id and the mm it had."""
-    return Task(tgid, tgid, "", 0, 0, SignalStruct(), mm, None, 0.0)
+def _exited_task(tgid: int) -> Task:
+    """What is left of a vfork parent that has exited: its process id (the child's vfork_done is still set,
+    which is all in_vfork() reads of it)."""
+    return Task(tgid, tgid, "", 0, 0, SignalStruct(), None, None, 0.0)
 
 
-def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
+def _order_children(t: Task, order: Any, where: str) -> None:
+    """A ``children`` key: the task's children list in the order written, which must name exactly the tasks
+    whose real parent it is (each once)."""
+    if not isinstance(order, list):
+        raise ScenarioError(f"{where}: children of {t.tid} must be a list of tids")
+    tids = [_int(c, "a child's tid", 1, PID_MAX_LIMIT - 1) for c in order]
+    have = {c.tid: c for c in t.children}
+    if sorted(tids) != sorted(have):
+        raise ScenarioError(f"{where}: children of {t.tid} must list each task whose parent it is once: "
+                            f"{sorted(have)}, not {tids}")
+    t.children = dict.fromkeys(have[c] for c in tids)
+
+
+def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int, tuple[str, Any]]) -> None:
     bad = set(spec) - PROCESS_KEYS
     if bad:
         raise ScenarioError(f"unknown key(s) {sorted(bad)}; known: {sorted(PROCESS_KEYS)}")
@@ -408,9 +450,9 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         raise ScenarioError("pid and comm are required")
     pid, comm = _int(spec["pid"], "pid", 1, PID_MAX_LIMIT - 1), sys.intern(task_comm(_text(spec["comm"], "comm")))
     ppid = _int(spec.get("parent", 0), "parent", 0, PID_MAX_LIMIT - 1)
-    if ppid and ppid not in m.processes:
-        raise ScenarioError(f"parent {ppid} must be listed before its child")
-    parent = m.processes.get(ppid)
+    if ppid and ppid not in m.tasks:
+        raise ScenarioError(f"parent {ppid} must be listed before its child (a process, or a thread of one)")
+    parent = m.tasks.get(ppid)
     uid = _shared(_int(spec.get("uid", parent.uid if parent is not None else 0), "uid", 0, UID_MAX))  # as after fork()
     gid = _shared(_int(spec.get("gid", uid), "gid", 0, UID_MAX))
     kthread = bool(spec.get("kthread", False))
@@ -439,7 +481,9 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         if kthread and new_style:
             raise ScenarioError("a kernel thread has no address space to share")
         t = m.spawn(comm, pid=pid, parent=parent, uid=uid, gid=gid, mm=mm, kthread=kthread)
-        _set_vfork_parent(m, t, spec)
+        _set_vfork_parent(m, t, spec, where)
+    if "children" in spec:
+        orders[t.tid] = (where, spec["children"])
     if spec.get("multiprocess"):
         if t.mm is None:
             raise ScenarioError("multiprocess: a kernel thread has no address space")
@@ -470,6 +514,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         th = m.clone_thread(pid, tid=None if tspec["tid"] is None else _int(tspec["tid"], "tid", 1, PID_MAX_LIMIT - 1))
         th.start_time = start
         _set_thread(m, th, tspec, where)
+        if "children" in tspec:
+            orders[th.tid] = (where, tspec["children"])
     exact = {"utime", "stime"} & set(spec) or any(
         isinstance(e, dict) and {"utime", "stime"} & set(e) for e in entries)
     t.signal.dead_cputime = _count(spec, "exited_cputime")
@@ -488,8 +534,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str) -> None:
         th.stime = _shared(share_s + (stime % len(threads_now) if i == 0 else 0))
 
 
-def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
-    """vfork_parent / vfork_parent_exited (+ in_vfork): a vfork child described explicitly."""
+def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any], where: str) -> None:
+    """vfork_parent / vfork_parent_exited: a vfork child described explicitly."""
     if "in_vfork" in spec and "vfork_parent_exited" not in spec:
         raise ScenarioError("in_vfork goes with vfork_parent_exited (a live vfork parent's address space says it)")
     if "vfork_parent" in spec:
@@ -499,13 +545,21 @@ def _set_vfork_parent(m: Machine, t: Task, spec: dict[str, Any]) -> None:
         if vp is None or vp is t:
             raise ScenarioError(f"vfork_parent {spec['vfork_parent']} must be a thread listed before")
         t.vfork_parent = vp
+        rp = t.real_parent
+        if rp is not None and rp is not vp and rp is vp.leader:
+            # a file saved before ``parent`` named threads gives the vfork parent's process: vfork() makes the
+            # child of the thread that called it (p->real_parent = current)
+            disown(rp, t)
+            t.real_parent = vp
+            adopt(vp, t)
     elif "vfork_parent_exited" in spec:
-        in_vfork = spec.get("in_vfork", True)
-        if not isinstance(in_vfork, bool):
-            raise ScenarioError("in_vfork must be true or false")
         if t.mm is None:
             raise ScenarioError("a kernel thread has no address space to share")
-        t.vfork_parent = _exited_task(_count(spec, "vfork_parent_exited"), t.mm if in_vfork else Mm())
+        t.vfork_parent = _exited_task(_count(spec, "vfork_parent_exited"))
+        said = spec.get("in_vfork")
+        if said is not None and said != t.in_vfork:
+            log.warning("%s: in_vfork = %s ignored: in_vfork() follows from the real parent's address space "
+                        "(here %s)", where, said, t.in_vfork)
 
 
 def _set_thread(m: Machine, th: Task, tspec: dict[str, Any], where: str) -> None:
@@ -664,9 +718,9 @@ def _dump_order(m: Machine) -> list[Task]:
 
     def deps(p: Task) -> list[Task]:
         out: list[Task] = []
-        parent = p.parent
-        if parent is not None and m.processes.get(parent.tgid) is parent:
-            out.append(parent)
+        rp = p.real_parent
+        if rp is not None and _alive(m, rp):
+            out.append(rp.leader)
         vp = p.vfork_parent
         if vp is not None and _alive(m, vp):
             out.append(vp.leader)
@@ -694,7 +748,13 @@ def _dump_order(m: Machine) -> list[Task]:
     return order
 
 
-def _thread_entry(m: Machine, p: Task, th: Task) -> int | dict[str, Any]:
+def _children_value(t: Task, expected: dict[int, list[int]]) -> list[int] | None:
+    """The task's children list where the loader would not build it so by itself."""
+    actual = [c.tid for c in t.children]
+    return actual if actual != expected.get(t.tid, []) else None
+
+
+def _thread_entry(m: Machine, p: Task, th: Task, expected: dict[int, list[int]]) -> int | dict[str, Any]:
     """A thread as the loader reads it: its tid, and what clone() would not have given it."""
     d: dict[str, Any] = {"tid": th.tid}
     for key, mine, leaders in (("comm", _text_value(th.comm), _text_value(p.comm)), ("uid", th.uid, p.uid),
@@ -715,13 +775,17 @@ def _thread_entry(m: Machine, p: Task, th: Task) -> int | dict[str, Any]:
         d["swapoff"] = True
     if th.mems != p.mems:
         d["mems"] = sorted(th.mems)
+    children = _children_value(th, expected)
+    if children is not None:
+        d["children"] = children
     return th.tid if len(d) == 1 else d
 
 
-def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> list[str]:
+def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]],
+                   expected: dict[int, list[int]]) -> list[str]:
     era = m.era
-    parent = p.parent if p.parent is not None and m.processes.get(p.parent.tgid) is p.parent else None
-    out = [_line("pid", p.tgid), _line("parent", parent.tgid if parent is not None else 0),
+    rp = p.real_parent if _alive(m, p.real_parent) else None
+    out = [_line("pid", p.tgid), _line("parent", rp.tid if rp is not None else 0),
            _line("comm", _text_value(p.comm))]
     if p.kthread:
         out.append(_line("kthread", True))
@@ -737,6 +801,8 @@ def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> 
     for th in p.signal.threads[1:]:
         if th.mm is not mm:
             raise ScenarioError(f"cannot save thread {th.tid}: its address space is not its process's")
+        if th.real_parent is not p.real_parent:
+            raise ScenarioError(f"cannot save thread {th.tid}: its real parent is not its process's")
     if mm is not None:
         owner = mm_owner.get(id(mm))
         if owner is not None:
@@ -759,7 +825,7 @@ def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> 
         if _alive(m, vp):
             out.append(_line("vfork_parent", vp.tid))
         else:
-            out += [_line("vfork_parent_exited", vp.tgid), _line("in_vfork", vp.mm is mm)]
+            out.append(_line("vfork_parent_exited", vp.tgid))
     home = era.adj_home
     if home is AdjHome.SIGNAL_SCORE_ADJ:
         out += [_line("oom_score_adj", p.signal.oom_score_adj),
@@ -777,7 +843,10 @@ def _process_lines(m: Machine, p: Task, mm_owner: dict[int, tuple[Mm, int]]) -> 
     rate = m.alloc_rate(p.tgid)
     if rate:
         out.append(_line("alloc_rate", _size_value(round(rate))))
-    threads = [_thread_entry(m, p, th) for th in p.signal.threads[1:]]
+    children = _children_value(p, expected)
+    if children is not None:
+        out.append(_line("children", children))
+    threads = [_thread_entry(m, p, th, expected) for th in p.signal.threads[1:]]
     if threads:
         out.append("threads = [")
         out += [f"  {_toml(e)}," for e in threads]
@@ -811,9 +880,22 @@ def dump_scenario(machine: Machine) -> str:
     ]
     if m.deprecation_warned:
         out.append(_line("oom_adj_deprecation_warned", True))
+    if m.halt.reason is not None:
+        out.append(_line("panic", _text_value(m.halt.reason)))
+    defaults = m.sysctl.defaults()
+    out += [_line(k, v) for k, v in m.sysctl.values.items() if v != defaults[k]]
     mm_owner: dict[int, tuple[Mm, int]] = {}  # id(mm) -> (mm, the first process written with it)
-    for p in _dump_order(m):
-        out += ["", "[[process]]"] + _process_lines(m, p, mm_owner)
+    order = _dump_order(m)
+    # the children lists the loader builds by itself: each process, then its threads, appended to its real
+    # parent's list as the file creates them
+    expected: dict[int, list[int]] = {}
+    for p in order:
+        rp = p.real_parent
+        if _alive(m, rp):
+            assert rp is not None
+            expected.setdefault(rp.tid, []).extend(th.tid for th in p.signal.threads)
+    for p in order:
+        out += ["", "[[process]]"] + _process_lines(m, p, mm_owner, expected)
     for when, text in m.log.records:
         out += ["", "[[dmesg]]", _line("time", when), _line("text", _text_value(text))]
     return "\n".join(out) + "\n"

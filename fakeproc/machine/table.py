@@ -14,6 +14,7 @@ import errno
 from collections.abc import Callable, Iterator
 from itertools import chain
 
+from ..kernel.caps import CAP_ALL
 from ..kernel.limits import PID_MAX_DEFAULT, PID_MAX_LIMIT, RESERVED_PIDS, UID_MAX
 from .clock import Clock
 from .errors import MachineError
@@ -98,13 +99,16 @@ class ProcessTable:
             t.mm.users += (t,)
         if t.is_leader:
             self.processes[t.tid] = t
-            if t.parent is not None:
-                t.parent.children.append(t)
-        stale(t)  # a new candidate; its leader has a new thread, its parent a new child
+        if t.real_parent is not None:
+            # copy_process(): list_add_tail(&p->sibling, &p->real_parent->children), for every new task,
+            # a thread too (2.6.31.3 and 2.6.32 kernel/fork.c; spec §5.1)
+            adopt(t.real_parent, t)
+        stale(t)  # a new candidate; its leader has a new thread, its real parent a new child
 
     def spawn(self, comm: str, *, pid: int | None = None, parent: Task | None = None, uid: int = 0,
               gid: int | None = None, mm: Mm | None = None, kthread: bool = False) -> Task:
-        """Create a process from nothing (scenario loading; the first process; run mode's real ones)."""
+        """Create a process from nothing (scenario loading; the first process; run mode's real ones).
+        ``parent`` is the thread it hangs off (its real_parent)."""
         check_ids(uid, gid)
         pid = self.alloc_pid(pid)
         t = Task(pid, pid, comm, uid, uid if gid is None else gid, SignalStruct(), None if kthread else (mm or Mm()),
@@ -115,7 +119,9 @@ class ProcessTable:
 
     def fork(self, ppid: int, *, uid: int | None = None, gid: int | None = None, comm: str | None = None,
              vfork: bool = False, share_vm: bool = False, pid: int | None = None) -> Task:
-        """copy_process() for fork(), vfork() or clone(CLONE_VM) by the process ``ppid``.
+        """copy_process() for fork(), vfork() or clone(CLONE_VM) by the thread ``ppid`` (a process's pid
+        is its leader's tid).  The child's real_parent is that thread, not its leader: a child forked by
+        another thread hangs off that thread (2.6.32 kernel/fork.c: ``p->real_parent = current``).
 
         ``uid`` lets the child drop to another user straight away (fork then setuid(), as a daemon
         does); a root child that leaves uid 0 loses its capabilities, as setuid() does.  ``share_vm``:
@@ -139,14 +145,13 @@ class ProcessTable:
         else:
             mm = parent_thread.mm.copy()  # carries mm->oom_adj along (2.6.31-rc)
         child = Task(pid, pid, comm or parent_thread.comm, parent_thread.uid, parent_thread.gid, sig, mm,
-                     parent, self.clock.uptime)
+                     parent_thread, self.clock.uptime)
         _inherit(child, parent_thread)
         if vfork:
             child.vfork_parent = parent_thread
         if uid is not None and uid != child.uid:
+            child.caps = setuid_caps(child.uid, uid, child.caps)
             child.uid = uid
-            if uid != 0:
-                child.caps = 0
         if gid is not None:
             child.gid = gid
         elif uid is not None:
@@ -157,12 +162,14 @@ class ProcessTable:
         return child
 
     def clone_thread(self, pid: int, *, tid: int | None = None) -> Task:
-        """clone(CLONE_THREAD | CLONE_VM | CLONE_SIGHAND): a new thread in process ``pid``."""
+        """clone(CLONE_THREAD | CLONE_VM | CLONE_SIGHAND) by thread ``pid``: a new thread of its process.
+        Its real_parent is its creator's real_parent (``CLONE_PARENT|CLONE_THREAD``), and it is added to
+        that thread's children list like any new task: a process's threads sit beside it there."""
         creator = self.task(pid)
         leader = creator.leader
         tid = self.alloc_pid(tid)
         t = Task(tid, leader.tgid, creator.comm, creator.uid, creator.gid, leader.signal, creator.mm,
-                 leader.parent, self.clock.uptime)
+                 creator.real_parent, self.clock.uptime)
         _inherit(t, creator)
         self._attach(t)
         self.journal.note("thread", tid=tid, pid=leader.tgid)
@@ -177,8 +184,10 @@ class ProcessTable:
         t = self.process(pid)
         if t.kthread:
             raise MachineError(errno.EINVAL, f"{pid} is a kernel thread")
-        for other in list(t.signal.threads[1:]):
-            self._release(other)
+        others = t.signal.threads[1:]
+        exiting = set(others)  # de_thread(): the other threads are killed; their children go to t
+        for other in list(others):
+            self._release(other, exiting)
         old = t.mm
         new = Mm(total_vm=vm // PAGE_SIZE, rss_anon=rss // PAGE_SIZE, oom_adj=old.oom_adj if old else 0)
         if old is not None:
@@ -186,6 +195,7 @@ class ProcessTable:
         new.users = (t,)
         t.mm = new
         t.comm = comm
+        t.caps = exec_caps(t.uid)
         t.vfork_parent = None  # mm_release(): the vfork parent wakes up
         self.journal.note("exec", pid=t.tgid, comm=t.comm, vm=vm, rss=rss)
         return t
@@ -206,13 +216,42 @@ class ProcessTable:
         return gone
 
     def exit_group(self, leader: Task) -> list[Task]:
-        """Every thread of the group leaves the table (a kill, or exit_group()); the threads, leader first."""
+        """Every thread of the group leaves the table (a kill, or exit_group()); the threads, leader first.
+
+        Each thread's children are re-parented as it exits (forget_original_parent()); every thread of
+        the group is exiting, so they all go to init, the leader's first, then each thread's in the
+        thread list's order (the kernel's threads exit concurrently; this is one order they can take)."""
         gone = list(leader.signal.threads)
-        for th in reversed(gone):
-            self._release(th)
+        exiting = set(gone)
+        for th in gone:
+            self._release(th, exiting)
         return gone
 
-    def _release(self, t: Task) -> None:
+    def find_new_reaper(self, father: Task, exiting: set[Task] | frozenset[Task] = frozenset()) -> Task | None:
+        """2.6.32 kernel/exit.c find_new_reaper(): ``while_each_thread(father, thread)`` from the thread after
+        ``father`` in its group's list, the first that is not PF_EXITING; else the child reaper, init.
+        (6.x's find_alive_thread() starts at the leader instead; any live thread of the group shares the
+        mm, which is all that 6.x's in_vfork() reads of the new parent.)"""
+        threads = father.signal.threads
+        if father in threads:
+            i = threads.index(father)
+            for th in threads[i + 1:] + threads[:i]:
+                if th not in exiting:
+                    return th
+        return self.processes.get(1)
+
+    def _release(self, t: Task, exiting: set[Task] | frozenset[Task] = frozenset()) -> None:
+        """release_task() of one thread.  Its children go first to a new reaper (exit_notify() ->
+        forget_original_parent(): each entry of its list, in order, ``list_move_tail`` to the reaper's);
+        then it leaves its real parent's list (__unhash_process(): ``list_del_init(&p->sibling)``)."""
+        children = t.children
+        if children:
+            reaper = self.find_new_reaper(t, exiting | {t})
+            for c in list(children):
+                c.real_parent = reaper
+                if reaper is not None:
+                    adopt(reaper, c)
+            t.children = {}
         sig = t.signal
         sig.threads.remove(t)
         sig.dead_cputime += t.utime + t.stime
@@ -220,19 +259,12 @@ class ProcessTable:
         if t.mm is not None:
             t.mm.users = _without(t.mm.users, t)
         t.vfork_parent = None
+        rp = t.real_parent
+        if rp is not None:
+            disown(rp, t)
         if t.is_leader:
             del self.processes[t.tid]
-            parent = t.parent
-            if parent is not None and t in parent.children:
-                parent.children.remove(t)
-                stale(parent)
-            reaper = self.processes.get(1)
-            for c in t.children:  # forget_original_parent(): init adopts them
-                c.parent = reaper
-                if reaper is not None:
-                    reaper.children.append(c)
-            t.children = []
-        stale(t)  # its leader's dead_cputime, its parent's children
+        stale(t)  # its leader's dead_cputime, its real parent's children
         for watch in self.watchers:
             watch(t, True)
 
@@ -249,11 +281,45 @@ class ProcessTable:
             watch(t, False)
 
 
+def exec_caps(uid: int) -> int:
+    """The effective capabilities after execve() of a file without file capabilities (spec §5.2,
+    security/commoncap.c cap_bprm_set_creds(), the same in 2.6.31 and 6.x): root (uid or euid 0; the
+    model keeps one uid) gets ``inheritable | bounding set`` permitted and, its euid being 0, as
+    effective: every capability; anyone else loses them all (6.x: keeps its ambient set, which the
+    model does not have)."""
+    return CAP_ALL if uid == 0 else 0
+
+
+def setuid_caps(old_uid: int, new_uid: int, caps: int) -> int:
+    """security/commoncap.c cap_emulate_setxuid(): leaving uid 0 clears the effective set (without
+    PR_SET_KEEPCAPS the permitted set too: either way nothing is effective); coming back to uid 0 makes
+    the permitted set effective again, which the model, keeping only the effective set, leaves as it is."""
+    if old_uid == 0 and new_uid != 0:
+        return 0
+    return caps
+
+
 def check_ids(uid: int | None, gid: int | None) -> None:
     """uid_t and gid_t: 0..2**32-2 ((uid_t)-1 is no id)."""
     for kind, v in (("uid", uid), ("gid", gid)):
         if v is not None and not 0 <= v <= UID_MAX:
             raise MachineError(errno.EINVAL, f"{kind} {v} is out of range (0..{UID_MAX})")
+
+
+def adopt(parent: Task, child: Task) -> None:
+    """``list_add_tail(&child->sibling, &parent->children)``: the parent's first child gives it a dict of
+    its own (the shared empty one is read-only)."""
+    children = parent.children
+    if type(children) is not dict:
+        parent.children = children = {}
+    children[child] = None
+
+
+def disown(parent: Task, child: Task) -> None:
+    """``list_del_init(&child->sibling)``."""
+    children = parent.children
+    if child in children:
+        del children[child]  # type: ignore[attr-defined]
 
 
 def _without(users: tuple[Task, ...], t: Task) -> tuple[Task, ...]:

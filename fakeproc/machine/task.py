@@ -9,8 +9,9 @@ assigning it forgets the cached scores that read it, so no code can change a sco
 leave a stale score behind.  Which scores read a field:
 
 - a task's own fields: its own score, its thread-group leader's (2.6.32 sums the cpu time of every
-  thread; the leader stands for its process) and its parent's (legacy ``badness()`` adds half of
-  each child's ``total_vm`` and skips a child that shares its mm): :func:`stale`;
+  thread; the leader stands for its process) and its real parent's (legacy ``badness()`` adds half of
+  the ``total_vm`` of each entry of the parent thread's children list, threads included, that does
+  not share its mm; 2.6.32 scores the leader, so the real parent's leader too): :func:`stale`;
 - a ``signal_struct``'s: its leader's (and so its parent's);
 - an ``mm_struct``'s: those of every task using it (threads, a vfork child, ``clone(CLONE_VM)``
   processes: ``Mm.users``).
@@ -20,8 +21,9 @@ The hot selection loops read the slots behind these attributes (``_nice``...) di
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import attrgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 
 from ..kernel.caps import CAP_ALL
@@ -50,6 +52,10 @@ def comm_bytes(comm: str) -> bytes:
     return comm.encode("utf-8", "surrogateescape")
 
 T = TypeVar("T")
+
+#: the children of a task that has none: one shared empty mapping, read-only (the table gives a task a dict
+#: of its own when it first adopts a child)
+_NO_CHILDREN: Mapping[Task, None] = MappingProxyType({})
 
 
 class Scored(Generic[T]):
@@ -89,14 +95,18 @@ class Scored(Generic[T]):
 
 
 def stale(t: Task) -> None:
-    """t's fields changed: forget the cached scores that read them (its own, its leader's, its parent's)."""
+    """t's fields changed: forget the cached scores that read them (its own, its leader's, its real parent's
+    and that thread's leader's)."""
     t.oom_until = STALE
     threads = t._signal.threads
     leader = threads[0] if threads else t
     leader.oom_until = STALE
-    parent = leader._parent
+    parent = t._parent
     if parent is not None:
         parent.oom_until = STALE
+        pthreads = parent._signal.threads
+        if pthreads:
+            pthreads[0].oom_until = STALE
 
 
 def _stale_users(mm: Mm) -> None:
@@ -200,8 +210,11 @@ class Task:
         self._start_time = start_time
         self._mm = mm
         self._signal = signal
-        self._parent = parent  # the parent process's leader
-        self.children: list[Task] = []  # leaders of child processes, fork order; kept by the process table
+        self._parent = parent  # real_parent: the thread that forked it (None: init, kthreadd, an orphan)
+        #: the tasks whose real_parent this is, threads included, in the order they were added (creation,
+        #: then re-parenting): the kernel's p->children list; kept by the process table (an insertion-ordered
+        #: dict, so that an exit among a million children costs one deletion)
+        self.children: Mapping[Task, None] = _NO_CHILDREN
         self._vfork_parent: Task | None = None  # set from vfork() until exec or exit
         self.vfork_children = 0  # tasks whose vfork_parent this is (kept by the vfork_parent setter)
         self._kthread = False
@@ -229,7 +242,7 @@ class Task:
     def _set_parent(self, parent: Task | None) -> None:
         old = self._parent
         if old is not None:
-            old.oom_until = STALE  # its children changed
+            stale(old)  # its children changed
         self._parent = parent
         stale(self)
 
@@ -258,9 +271,9 @@ class Task:
         @mm.setter
         def mm(self, mm: Mm | None) -> None: ...
         @property
-        def parent(self) -> Task | None: ...
-        @parent.setter
-        def parent(self, parent: Task | None) -> None: ...
+        def real_parent(self) -> Task | None: ...
+        @real_parent.setter
+        def real_parent(self, parent: Task | None) -> None: ...
         @property
         def vfork_parent(self) -> Task | None: ...
         @vfork_parent.setter
@@ -269,9 +282,17 @@ class Task:
         comm = property(attrgetter("_comm"), _set_comm, doc="The name, as the kernel keeps it (task_comm()).")
         signal = property(attrgetter("_signal"), doc="The thread group's signal_struct.")
         mm = property(attrgetter("_mm"), _set_mm, doc="The address space (None: a kernel thread).")
-        parent = property(attrgetter("_parent"), _set_parent, doc="The parent process's leader (None: init).")
+        real_parent = property(attrgetter("_parent"), _set_parent,
+                               doc="The thread it hangs off (copy_process(): the forking thread, or for a "
+                                   "thread its creator's real_parent; None: init, kthreadd, an orphan).")
         vfork_parent = property(attrgetter("_vfork_parent"), _set_vfork_parent,
                                 doc="The thread that vfork()ed this task, from vfork() until exec or exit.")
+
+    @property
+    def parent(self) -> Task | None:
+        """The parent process (its leader): what PPid shows, task_tgid_nr_ns(task->real_parent)."""
+        rp = self._parent
+        return rp._signal.threads[0] if rp is not None and rp._signal.threads else rp
 
     @property
     def is_leader(self) -> bool:
@@ -279,9 +300,12 @@ class Task:
 
     @property
     def in_vfork(self) -> bool:
-        """include/linux/sched/mm.h in_vfork(): a vfork child still sharing its parent's mm."""
-        vp = self._vfork_parent
-        return vp is not None and vp._mm is self._mm
+        """include/linux/sched/mm.h in_vfork() (6.x): ``tsk->vfork_done && real_parent->mm == tsk->mm``.
+        vfork_done is set from vfork() until exec or exit (``vfork_parent`` here); the mm compared is the
+        *current* real parent's: a vfork child whose parent died and was re-parented to init is no longer
+        in vfork, one re-parented to another thread of its parent still is."""
+        rp = self._parent
+        return self._vfork_parent is not None and rp is not None and rp._mm is self._mm
 
     @property
     def leader(self) -> Task:
@@ -305,3 +329,6 @@ class Caller(NamedTuple):
     uid: int
     comm: str
     oom_adj: int = 0
+    #: the model's task, when current is one (an allocating task, a caller in run mode, a kernel worker of
+    #: the machine): what oom_kill_allocating_task kills
+    task: Task | None = None

@@ -250,7 +250,7 @@ class RunSession:
                     async with trio.open_nursery() as helpers:
                         helpers.start_soon(self._forward_signals, proc)
                         helpers.start_soon(self._sweep)
-                        helpers.start_soon(run_clock, self.daemon.machine, self.daemon.lock)
+                        helpers.start_soon(run_clock, lambda: self.daemon.machine, self.daemon.lock)
                         await proc.wait()
                         helpers.cancel_scope.cancel()
                 finally:

@@ -45,6 +45,7 @@ def assert_same(a: Machine, b: Machine) -> None:
     assert ps(a) == ps(b)
     assert a.log.text() == b.log.text()
     assert (a.next_pid, a.deprecation_warned, a.uptime) == (b.next_pid, b.deprecation_warned, b.uptime)
+    assert (a.halt.reason, a.sysctl.values) == (b.halt.reason, b.sysctl.values)
 
 
 def pick(data, items, label):
@@ -176,6 +177,10 @@ def test_dump_load_dump_is_the_same_machine(era_name, data):
     assert_same(m, loaded)
     # and they go on alike: the killer picks the same victims, forks get the same pids
     for _ in range(3):
+        if m.halt.reason is not None:  # a panic (nothing killable, init killed) stops both alike
+            with pytest.raises(MachineError):
+                loaded.out_of_memory(Caller(0, 0, "test"))
+            break
         ra = m.out_of_memory(Caller(0, 0, "test"))
         rb = loaded.out_of_memory(Caller(0, 0, "test"))
         assert [t.tid for t in ra.killed] == [t.tid for t in rb.killed]
@@ -196,31 +201,73 @@ def test_the_default_scenario_round_trips(era_name):
 
 
 def test_the_tricky_cases_by_hand():
-    """vfork parents that exec'd or exited, a thread's own vfork child, clone_vm peers, odd sizes."""
+    """vfork parents that exec'd or exited, a thread's own vfork child, clone_vm peers, odd sizes.
+
+    in_vfork() (6.x include/linux/sched/mm.h) compares the child's mm with its *current* real parent's:
+    v1's parent thread dies in a2's exec (de_thread()) and v1 goes to a2 (find_new_reaper(): the next live
+    thread), whose exec gave it a new mm; v3's parent c exits and v3 goes to init; v4's parent thread exits
+    and v4 goes to its process's leader, which still shares v4's mm."""
     m = load_scenario(None, ERAS["6.x"])
     a = m.fork(1, comm="a").tid
     m.set_memory(a, pgtables=1000)  # not whole pages
     t = m.clone_thread(a).tid
     v1 = m.fork(t, vfork=True, comm="v1").tid  # vfork()ed by a non-leader thread ...
     v2 = m.fork(a, vfork=True, comm="v2").tid
-    m.exec(a, "a2")  # exec() ends that thread: v1 still shares the old mm with it; v2's parent has a new one
+    m.exec(a, "a2")  # exec() ends that thread: v1 still shares the old mm; a2 (its new parent) has a new one
     c = m.fork(400, share_vm=True, comm="c").tid
     v3 = m.fork(c, vfork=True).tid
     m.exit(c)  # v3's vfork parent is gone but its mm lives on in v3
+    b = m.fork(1, comm="b").tid
+    bt = m.clone_thread(b).tid
+    v4 = m.fork(bt, vfork=True, comm="v4").tid
+    m.exit(bt)
     m.write_oom_adj(402, b"5", Writer(True))
     m.write_oom_score_adj(401, b"-100", Writer(True))
     text = dump_scenario(m)
     assert "pgtables_bytes = 1000" in text
     assert f"vfork_parent_exited = {a}" in text and f"vfork_parent_exited = {c}" in text
-    assert f"vfork_parent = {a}" in text
+    assert f"vfork_parent = {a}" in text and f"vfork_parent_exited = {b}" in text
+    assert "in_vfork" not in text  # it follows from the tree
     assert "oom_adj_deprecation_warned = true" in text and "[[dmesg]]" in text
     loaded = build_machine(text, ERAS["6.x"])
     assert dump_scenario(loaded) == text
     assert_same(m, loaded)
-    for pid, in_vfork in ((v1, True), (v2, False), (v3, True)):
+    assert m.task(v1).real_parent.tid == a and m.task(v3).real_parent.tid == 1 and m.task(v4).real_parent.tid == b
+    for pid, in_vfork in ((v1, False), (v2, False), (v3, False), (v4, True)):
         assert loaded.task(pid).in_vfork is m.task(pid).in_vfork is in_vfork
-        assert (loaded.read_oom_score(pid) == b"0\n") is in_vfork  # 6.x: a task in vfork is unkillable
+        # 6.x: a task in vfork is unkillable (oom_badness() LONG_MIN)
+        assert (loaded.killer.unkillable_reason(loaded.task(pid)) == "in vfork (shares its parent's mm)") is in_vfork
         assert loaded.describe(loaded.task(pid))["flags"] == m.describe(m.task(pid))["flags"]
+
+
+def test_children_order_and_thread_parents_round_trip():
+    """A child forked by a thread names the thread as its parent; a reaper's list keeps the order re-parenting
+    gave it (list_move_tail() appends), which the file writes where the loader would not rebuild it."""
+    m = Machine(ERAS["2.6.32"], uptime=100)
+    m.spawn("init", pid=1)
+    p = m.fork(1, comm="p")
+    th = m.clone_thread(p.tid)
+    k1 = m.fork(th.tid, comm="k1")  # hangs off the thread
+    k2 = m.fork(p.tid, comm="k2")
+    k1t = m.clone_thread(k1.tid)
+    k3 = m.fork(th.tid, comm="k3")
+    m.exit(th.tid)  # k1 (with its thread) and k3 go to p, after k2
+    assert [c.comm for c in p.children] == ["k2", "k1", "k1", "k3"]
+    text = dump_scenario(m)
+    assert f"children = [{k2.tid}, {k1.tid}, {k1t.tid}, {k3.tid}]" in text
+    loaded = build_machine(text, m.era)
+    assert [c.tid for c in loaded.process(p.tid).children] == [c.tid for c in p.children]
+    assert dump_scenario(loaded) == text
+    m2 = Machine(ERAS["2.6.32"], uptime=100)
+    m2.spawn("init", pid=1)
+    q = m2.fork(1, comm="q")
+    qt = m2.clone_thread(q.tid)
+    kid = m2.fork(qt.tid, comm="kid")
+    text2 = dump_scenario(m2)
+    assert f"parent = {qt.tid}" in text2 and "children" not in text2
+    assert build_machine(text2, m2.era).task(kid.tid).real_parent.tid == qt.tid
+    with pytest.raises(ScenarioError, match="children of"):
+        build_machine(text2.replace("comm = \"q\"", "comm = \"q\"\nchildren = [1]"), m2.era)
 
 
 def test_a_re_parented_child_older_than_init_is_written_after_init():

@@ -205,7 +205,7 @@ def test_every_field_a_score_reads_forgets_the_score_when_set():
     p = m.fork(1, pid=10)
     th = m.clone_thread(10, tid=11)
     values = {"nice": 5, "caps": 0, "utime": 7, "stime": 7, "start_time": 1.0, "kthread": False, "oom_origin": True,
-              "oom_adj": -3, "mems": frozenset({1}), "mm": p.mm, "parent": m.task(1), "vfork_parent": None}
+              "oom_adj": -3, "mems": frozenset({1}), "mm": p.mm, "real_parent": m.task(1), "vfork_parent": None}
     for field, value in values.items():
         for t in (m.task(1), p, th):
             t.oom_until = NEVER
