@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,17 @@ def test_sysctl_write_vectors_through_the_mount(minimal, kernel):
         assert _replay_on(path, vector) == replay(version, vector, 50, None), json.dumps(vector)[:200]
         checked += 1
     assert checked > 150
+
+
+def test_run_mode_serves_the_models_vm_sysctls_and_passes_the_rest_through():
+    """Under ``fakeproc run`` the OOM sysctls are the model's (2.6.32 boots with oom_dump_tasks 0; the host,
+    a 6.x, has 1) and a write stays in the model; every other /proc/sys file is the host's.  (The write goes
+    to oom_dump_tasks, harmless on the host even if it leaked, never to panic_on_oom.)"""
+    host = Path("/proc/sys/vm/oom_dump_tasks").read_text()
+    r = fakeproc("run", "--kernel", "2.6.32", "--", "sh", "-c",
+                 "cat /proc/sys/vm/oom_dump_tasks; echo 7 > /proc/sys/vm/oom_dump_tasks; "
+                 "cat /proc/sys/vm/oom_dump_tasks /proc/sys/vm/swappiness /proc/sys/kernel/pid_max", check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["0", "7", Path("/proc/sys/vm/swappiness").read_text().strip(),
+                                     Path("/proc/sys/kernel/pid_max").read_text().strip()]
+    assert Path("/proc/sys/vm/oom_dump_tasks").read_text() == host
