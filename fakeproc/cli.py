@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 from . import __version__
-from .client import ControlError, send
+from .client import ControlError, ask, send
 from .kernel import DEFAULT_ERA, ERA_NAMES
 
 DEFAULT_MOUNTPOINT = "mountpoint"
@@ -53,6 +54,10 @@ def _apply_clock(machine: object, clock: str | None) -> str | None:
     except ValueError as e:
         return str(e)
     return None
+
+
+#: the -m option of the commands that talk to a running mount
+MOUNTPOINT_HELP = "the mount to talk to (default: $FAKEPROC_MOUNT, else ./mountpoint)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Send one command to a mount's control file (MOUNTPOINT/fakeproc/control) "
                                    "and print the reply. VERB --help for each verb.",
                        add_help=False)
-    c.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    c.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...")
 
     r = sub.add_parser(
@@ -154,18 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="show each factor of a process's oom_score",
                        description="Show each factor of PID's oom_score for the mount's era: the values that "
                                    "went in, each step of the kernel's formula, and the result.")
-    e.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    e.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     e.add_argument("pid", type=int, metavar="PID")
+    e.add_argument("--as", dest="as_pid", type=int, metavar="PID",
+                   help="the allocating task, whose cpuset nodes the legacy formula compares (default: none)")
     o = sub.add_parser("oom", help="run the OOM killer once (or --dry-run: rank the candidates)",
                        description="Run the simulated OOM killer once and print its report, or with --dry-run "
                                    "list the candidates in its order with their points (or why each was "
                                    "skipped) and the one it would choose, killing nothing.")
-    o.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    o.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     o.add_argument("--dry-run", action="store_true", help="kill nothing; rank the candidates")
-    o.add_argument("--as", dest="as_pid", type=int, metavar="PID", help="the allocating task")
+    o.add_argument("--as", dest="as_pid", type=int, metavar="PID",
+                   help="the allocating task named in the report, whose cpuset the killer compares (default: the "
+                        "caller)")
 
-    ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory")
-    ps.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    ps = sub.add_parser("ps", help="list simulated processes with uid, comm, oom_adj, oom_score, memory",
+                        description="List the mount's processes: pid, parent, uid, threads, oom_adj (and 6.x's "
+                                    "oom_score_adj), oom_score, VSZ and RSS in KiB, comm, and flags such as "
+                                    "[kthread] or [vfork-child-of-N]. Works for any user who can reach the mount "
+                                    "(through MOUNTPOINT/fakeproc/query).")
+    ps.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     ps.add_argument("--json", action="store_true", help="one JSON object per line")
 
     lg = sub.add_parser(
@@ -177,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="--json prints one object per event: seq (1, 2, ...), time (simulated seconds), type (kernel, write, "
                "fork, vfork, clone, thread, exec, exit, oom, kill, alloc_failed, memory, cpu, alloc, tick, clock) "
                "and that type's fields. The daemon keeps the last 50,000 events.")
-    lg.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    lg.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     lg.add_argument("-f", "--follow", action="store_true",
                     help="keep printing new events as they happen, until the mount goes away or Ctrl-C")
     lg.add_argument("--json", action="store_true", help="one JSON object per line, for scripts and tests")
@@ -188,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write the machine of a running mount to FILE (replaced atomically) as a "
                                     "scenario file: fakeproc mount --scenario FILE serves the same machine again, "
                                     "value for value, under the era it was saved in.")
-    sv.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT)
+    sv.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     sv.add_argument("file", metavar="FILE", help="where to write it (a relative path is taken from here)")
     return p
 
@@ -198,6 +211,13 @@ def cmd_mount(a: argparse.Namespace) -> int:
     from .mounts import clear_stale, mount_state
 
     mp = a.mountpoint
+    if not mp:
+        return _die("the mount point is an empty path", 2)
+    if os.path.lexists(mp) and not os.path.isdir(mp):
+        return _die(f"{mp} is not a directory (a mount point is one)")
+    parent = os.path.dirname(os.path.abspath(mp))
+    if not os.path.isdir(parent):
+        return _die(f"{parent}: no such directory (fakeproc creates the mount point, not the path to it)")
     saved_under = scenario_kernel(a.scenario)
     if a.kernel is None:
         a.kernel = saved_under or DEFAULT_ERA
@@ -213,7 +233,12 @@ def cmd_mount(a: argparse.Namespace) -> int:
               "Transport endpoint is not connected)", file=sys.stderr)
         state = mount_state(mp)
     if state == "missing":
-        os.makedirs(mp, exist_ok=True)
+        try:
+            os.mkdir(mp)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            return _die(f"{mp}: {e.strerror}")
     elif state == "fakeproc":
         return _die(f"{mp} is already a fakeproc mount (fakeproc umount {mp} first)")
     elif state == "other":
@@ -260,7 +285,7 @@ def _mount_foreground(a: argparse.Namespace) -> int:
         Daemon(a.mountpoint, machine, make_privilege(a.privilege), save_on_exit=a.save_on_exit,
                fuse=FuseOptions.from_environment(a.fuse_backend), boot=boot).serve()
     except RuntimeError as e:
-        return _die(f"mount failed at {a.mountpoint} ({e}); is FUSE available (/dev/fuse, fusermount)?")
+        return _die(f"mount failed at {a.mountpoint} ({e}): {_why_mount_failed(a.fuse_backend)}")
     except SaveError as e:
         return _die(str(e))
     return 0
@@ -327,13 +352,38 @@ def _mount_background(a: argparse.Namespace) -> int:
     wait_until(ready, timeout=20 + size / 500_000)
     if exited() or not ready():
         with open(logfile, errors="replace") as f:
-            sys.stderr.write(f.read()[-4000:])
+            tail = f.read()[-4000:]
+        said = [line for line in tail.splitlines() if line.startswith("fakeproc: ")]
+        if exited() and said:  # the daemon said why it stopped (a bad scenario...): that, once
+            sys.stderr.write("\n".join(said) + "\n")
+            return 1
+        sys.stderr.write(tail)
         if not exited():
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         return _die(f"the daemon did not come up at {a.mountpoint} (log: {logfile})")
     print(f"fakeproc: mounted a {a.kernel} machine at {a.mountpoint} (daemon pid {pid}, log {logfile})")
     return 0
+
+
+def _why_mount_failed(backend: str | None) -> str:
+    """What most likely stopped a mount, checked rather than guessed."""
+    import shutil
+
+    from .fs.mounting import FuseOptions
+
+    if not os.path.exists("/dev/fuse"):
+        return "there is no /dev/fuse (load the fuse module, or give a container --device /dev/fuse)"
+    chosen = FuseOptions.from_environment(backend).backend
+    if os.geteuid() != 0:
+        if chosen == "fusepy" and not shutil.which("fusermount"):
+            return ("libfuse 2 (--fuse-backend fusepy) mounts as a non-root user through fusermount, which is not "
+                    "installed; the raw backend (the default) uses fusermount3")
+        if chosen != "fusepy" and not shutil.which("fusermount3") and not shutil.which("fusermount"):
+            return "a non-root mount needs the setuid fusermount3 (Debian package fuse3)"
+        return ("fusermount refused it: is the mount point yours and empty? (see the daemon's log; "
+                "user_allow_other in /etc/fuse.conf lets other users in)")
+    return "see the daemon's log (is FUSE available in this kernel and namespace?)"
 
 
 def cmd_umount(a: argparse.Namespace) -> int:
@@ -377,9 +427,13 @@ def cmd_ctl(a: argparse.Namespace) -> int:
     from .verbs import build_parser as ctl_parser
 
     words = a.words
-    parser = ctl_parser()
+    parser = ctl_parser(prog="fakeproc ctl [-m MOUNTPOINT]")
     if not words or words[0] in ("-h", "--help", "help"):
         parser.print_help()
+        print(f"\noptions of fakeproc ctl:\n  -m, --mountpoint MOUNTPOINT\n                        {MOUNTPOINT_HELP}\n"
+              "\nThe mounter (and root) may change the machine through MOUNTPOINT/fakeproc/control; anyone who "
+              "can reach\nthe mount may ask questions (ps, explain, oom --dry-run, dmesg, events, info, sysctl NAME), "
+              "which go\nthrough MOUNTPOINT/fakeproc/query.")
         return 0 if words else 2
     try:
         parser.parse_args(words)
@@ -389,10 +443,29 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         # --help of a verb: argparse printed it and asked to exit
         return 0 if "-h" in words or "--help" in words else 2
     try:
-        _print_reply(send(a.mountpoint, words))
+        try:
+            reply = send(a.mountpoint, words)
+        except ControlError as e:
+            if e.errno != errno.EACCES or not _is_question(words):
+                raise
+            reply = ask(a.mountpoint, words)  # not the mounter: a question goes through the query file
+        _print_reply(reply)
     except ControlError as e:
         return _die(str(e))
     return 0
+
+
+def _is_question(words: list[str]) -> bool:
+    """A control line the query file answers (fakeproc.control.QUERIES and the forms that change nothing)."""
+    from .control import QUERIES, Control
+    from .verbs import UsageError
+    from .verbs import build_parser as ctl_parser
+
+    try:
+        a = ctl_parser().parse_args(words)
+    except UsageError:
+        return False
+    return a.verb in QUERIES or Control._only_reads(a)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -451,24 +524,24 @@ def cmd_shell(a: argparse.Namespace) -> int:
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
-    return _send_verb(a.mountpoint, ["explain", str(a.pid)])
+    return _send_verb(a.mountpoint, ["explain", str(a.pid)] + (["--as", str(a.as_pid)] if a.as_pid is not None else []),
+                      question=True)
 
 
 def cmd_oom(a: argparse.Namespace) -> int:
-    words = ["oom"] + (["--dry-run"] if a.dry_run else []) + (["--as", str(a.as_pid)] if a.as_pid else [])
-    return _send_verb(a.mountpoint, words)
+    words = ["oom"] + (["--dry-run"] if a.dry_run else []) + (["--as", str(a.as_pid)] if a.as_pid is not None else [])
+    return _send_verb(a.mountpoint, words, question=a.dry_run)
 
 
-def _send_verb(mountpoint: str, words: list[str]) -> int:
+def _send_verb(mountpoint: str, words: list[str], question: bool = False) -> int:
     try:
-        _print_reply(send(mountpoint, words))
+        _print_reply(ask(mountpoint, words) if question else send(mountpoint, words))
     except ControlError as e:
         return _die(str(e))
     return 0
 
 
 def cmd_log(a: argparse.Namespace) -> int:
-    import errno
     import json
     import time
 
@@ -478,7 +551,7 @@ def cmd_log(a: argparse.Namespace) -> int:
     seq = a.since
     while True:
         try:
-            reply = send(a.mountpoint, ["events", "--since", str(seq)])
+            reply = ask(a.mountpoint, ["events", "--since", str(seq)])
         except ControlError as e:
             if a.follow and seq > a.since and e.errno in (errno.ENOENT, errno.ENOTCONN, errno.ECONNABORTED):
                 return 0  # the mount went away while we followed it
@@ -503,7 +576,7 @@ def cmd_log(a: argparse.Namespace) -> int:
 
 def cmd_ps(a: argparse.Namespace) -> int:
     try:
-        _print_reply(send(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
+        _print_reply(ask(a.mountpoint, ["ps"] + (["--json"] if a.json else [])))
     except ControlError as e:
         return _die(str(e))
     return 0

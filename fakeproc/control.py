@@ -14,6 +14,11 @@ shorter one is the end of its ``write()``, and its last line runs even without a
 line a file ran since it last read are what it reads, from where its last write left the file
 position; a failed write answers with the command's errno and leaves its error message to read.  A
 file that wrote nothing reads the last reply given (``echo 'tick 1h' > control; cat control``).
+
+``fakeproc/query`` (mode 0666) speaks the same protocol for anyone who can reach the mount, and answers
+only the questions (:data:`QUERIES`: ``ps``, ``explain``, ``oom --dry-run``, ``dmesg``, ``events``,
+``info``, ``sysctl`` without a value, ``clock`` without a mode, ``help``); anything that would change the
+machine, or write a file as the daemon (``save``), is EPERM there.  The control file stays the mounter's.
 """
 
 from __future__ import annotations
@@ -44,13 +49,18 @@ LONGEST_PIECE = 128 * 1024
 SHORTEST_SPLIT_PIECE = LONGEST_PIECE - 4096 + 1
 
 
+#: the verbs the query file answers (and the forms of changing verbs that change nothing: Control._only_reads)
+QUERIES = frozenset({"ps", "explain", "dmesg", "events", "info"})
+
+
 class Session:
     """One open control file: the start of a line not yet complete, and the replies to read."""
 
-    __slots__ = ("control", "pending", "reply", "reply_base", "read_since")
+    __slots__ = ("control", "pending", "reply", "reply_base", "read_since", "query")
 
-    def __init__(self, control: Control) -> None:
+    def __init__(self, control: Control, query: bool = False) -> None:
         self.control = control
+        self.query = query  # the query file: questions only
         self.pending = b""
         self.reply: bytes | None = None  # None: this file wrote nothing yet
         self.reply_base = 0  # the file position at which the reply starts
@@ -60,7 +70,7 @@ class Session:
         """close(): a last line without a newline runs now (its reply has no reader)."""
         if self.pending:
             pending, self.pending = self.pending, b""
-            self.control.run_lines(None, [pending])
+            self.control.run_lines(None, [pending], self.query)
 
 
 class Control:
@@ -92,11 +102,12 @@ class Control:
 
     # ------------------------------------------------------------ the file protocol
 
-    def write(self, req: Request, data: bytes) -> int:
-        """A WRITE of the control file: run its complete lines, keep the rest for the next piece."""
+    def write(self, req: Request, data: bytes, query: bool = False) -> int:
+        """A WRITE of the control file (of the query file: ``query``): run its complete lines, keep the rest
+        for the next piece."""
         h = req.handle
         assert h is not None
-        s = h.session = h.session or Session(self)
+        s = h.session = h.session or Session(self, query)
         if s.read_since:
             s.reply, s.read_since = b"", False
         lines: list[bytes | None] = list((s.pending + data).split(b"\n"))
@@ -107,7 +118,7 @@ class Control:
         if len(s.pending) > MAX_LINE:
             s.pending = b""
             lines.append(None)  # too long: refused below
-        reply, err = self.run_lines(req, lines)
+        reply, err = self.run_lines(req, lines, s.query)
         s.reply = (s.reply or b"") + reply
         self.last_reply = s.reply
         if err:
@@ -117,19 +128,20 @@ class Control:
         s.reply_base = req.offset + len(data)
         return len(data)
 
-    def read(self, req: Request, size: int) -> bytes:
-        """The replies to this file's lines, from where its last write left the file position; for a file
-        that wrote nothing, the last reply given."""
+    def read(self, req: Request, size: int, query: bool = False) -> bytes:
+        """The replies to this file's lines, from where its last write left the file position; for a control
+        file that wrote nothing, the last reply given (a query file that asked nothing reads nothing: the
+        mounter's replies are not everyone's)."""
         h = req.handle
         s = h.session if h is not None else None
         if s is None or s.reply is None:
-            return self.last_reply[req.offset:req.offset + size]
+            return b"" if query else self.last_reply[req.offset:req.offset + size]
         s.read_since = True
         start = max(0, req.offset - s.reply_base)
         return s.reply[start:start + size]  # what is asked for, not the rest of a long reply each time
 
-    def run_lines(self, req: Request | None, lines: list[bytes | None]) -> tuple[bytes, int]:
-        """Run each line; stop at the first error.  Returns (reply, errno)."""
+    def run_lines(self, req: Request | None, lines: list[bytes | None], query: bool = False) -> tuple[bytes, int]:
+        """Run each line (``query``: questions only); stop at the first error.  Returns (reply, errno)."""
         out: list[str] = []
         for raw in lines:
             try:
@@ -141,7 +153,7 @@ class Control:
                     raise UsageError("commands are UTF-8 text") from None
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
-                out.append(self.run_line(req, line))
+                out.append(self.run_line(req, line, query))
             except UsageError as e:
                 out.append(f"error: {e}".rstrip() + "\n")
                 return "".join(out).encode("utf-8", "surrogateescape"), errno.EINVAL
@@ -150,7 +162,7 @@ class Control:
                 return "".join(out).encode("utf-8", "surrogateescape"), e.errno
         return "".join(out).encode("utf-8", "surrogateescape"), 0
 
-    def run_line(self, req: Request | None, line: str) -> str:
+    def run_line(self, req: Request | None, line: str, query: bool = False) -> str:
         try:
             # shlex reads a character at a time: only a line with quoting needs it (a 1 MB name is split
             # in a millisecond, not in seconds under the model's lock)
@@ -162,6 +174,10 @@ class Control:
         if "-h" in argv or "--help" in argv:
             return self.parser.format_help()
         a = self.parser.parse_args(argv)
+        if query and a.verb not in QUERIES and not self._only_reads(a):
+            raise MachineError(errno.EPERM, f"{a.verb}: fakeproc/query only answers questions (ps, explain, oom "
+                                            "--dry-run, dmesg, events, info, sysctl NAME); changing the machine "
+                                            "goes through fakeproc/control, its mounter's")
         if a.verb not in self.READ_ONLY and not self._only_reads(a):
             self.machine.halt.check()  # a panicked machine runs nothing until `reboot` (machine/halt.py)
         return self.verbs[a.verb](req, a)
@@ -313,7 +329,7 @@ class Control:
     def do_info(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine
         info = {"kernel": m.era.name, "ram_kib": m.ram_pages * 4, "swap_kib": m.swap_pages * 4, "hz": m.hz,
-                "uptime": m.uptime, "clock": format_clock(m.clock_scale), "processes": len(m.processes),
+                "uptime": f"{m.uptime:.2f}", "clock": format_clock(m.clock_scale), "processes": len(m.processes),
                 "threads": len(m.tasks)}
         info.update(self.info())
         return "".join(f"{k}: {v}\n" for k, v in info.items())

@@ -229,6 +229,18 @@ def write_control(req: Request, node: Node, data: bytes) -> int:
     return control.write(req, data)
 
 
+def read_query(req: Request, node: Node) -> bytes:
+    control = req.state.control
+    return b"" if control is None else control.read(req, req.size, query=True)
+
+
+def write_query(req: Request, node: Node, data: bytes) -> int:
+    control = req.state.control
+    if control is None:
+        raise MachineError(errno.EINVAL, "no control surface")
+    return control.write(req, data, query=True)
+
+
 def read_dmesg(req: Request, node: Node) -> bytes:
     """The log's text as it was when the file was opened, made once per open: a read costs what it returns
     (the kernel's syslog reads likewise do not rebuild the buffer).  A comm's bytes come as they were."""
@@ -261,6 +273,8 @@ SYS.add(DIR("vm", 0o555, SYS_VM, host="sys/vm"))
 
 FAKEPROC.extend([
     REG("control", 0o600, read_control, write_control, positioned=True, release=release_control),
+    # the same protocol for every user, questions only (control.py QUERIES)
+    REG("query", 0o666, read_query, write_query, positioned=True, release=release_control),
     REG("dmesg", 0o444, read_dmesg),
 ])
 

@@ -270,11 +270,12 @@ class Fallback(Protocol):
 
 
 class ControlSurface(Protocol):
-    """The control file's protocol (fakeproc.control): lines in, replies out, per open file."""
+    """The control file's protocol (fakeproc.control): lines in, replies out, per open file; ``query``: the
+    query file's, questions only."""
 
-    def write(self, req: Request, data: bytes) -> int: ...
+    def write(self, req: Request, data: bytes, query: bool = False) -> int: ...
 
-    def read(self, req: Request, size: int) -> bytes: ...
+    def read(self, req: Request, size: int, query: bool = False) -> bytes: ...
 
 
 class FsState:

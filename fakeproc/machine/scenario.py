@@ -120,7 +120,7 @@ from ..units import format_clock, format_size, parse_clock, parse_duration, pars
 from .errors import MachineError
 from .machine import Machine
 from .sysctls import INT_MAX, INT_MIN, VM_SYSCTLS
-from .table import adopt, disown
+from .table import adopt, disown, set_children
 from .task import PAGE_SIZE, Mm, SignalStruct, Task, task_comm
 
 log = logging.getLogger(__name__)
@@ -439,7 +439,7 @@ def _order_children(t: Task, order: Any, where: str) -> None:
     if sorted(tids) != sorted(have):
         raise ScenarioError(f"{where}: children of {t.tid} must list each task whose parent it is once: "
                             f"{sorted(have)}, not {tids}")
-    t.children = dict.fromkeys(have[c] for c in tids)
+    set_children(t, [have[c] for c in tids])
 
 
 def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int, tuple[str, Any]]) -> None:

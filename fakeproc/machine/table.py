@@ -251,7 +251,7 @@ class ProcessTable:
                 c.real_parent = reaper
                 if reaper is not None:
                     adopt(reaper, c)
-            t.children = {}
+            t.children = ()
         sig = t.signal
         sig.threads.remove(t)
         sig.dead_cputime += t.utime + t.stime
@@ -306,20 +306,33 @@ def check_ids(uid: int | None, gid: int | None) -> None:
             raise MachineError(errno.EINVAL, f"{kind} {v} is out of range (0..{UID_MAX})")
 
 
+#: a children list longer than this is a dict (task.Children)
+CHILDREN_AS_TUPLE = 8
+
+
 def adopt(parent: Task, child: Task) -> None:
-    """``list_add_tail(&child->sibling, &parent->children)``: the parent's first child gives it a dict of
-    its own (the shared empty one is read-only)."""
+    """``list_add_tail(&child->sibling, &parent->children)``."""
     children = parent.children
-    if type(children) is not dict:
-        parent.children = children = {}
-    children[child] = None
+    if isinstance(children, dict):
+        children[child] = None
+    elif len(children) < CHILDREN_AS_TUPLE:
+        parent.children = (*children, child)
+    else:
+        parent.children = dict.fromkeys((*children, child))
 
 
 def disown(parent: Task, child: Task) -> None:
     """``list_del_init(&child->sibling)``."""
     children = parent.children
-    if child in children:
-        del children[child]  # type: ignore[attr-defined]
+    if isinstance(children, dict):
+        children.pop(child, None)
+    elif child in children:
+        parent.children = tuple(c for c in children if c is not child)
+
+
+def set_children(parent: Task, children: list[Task]) -> None:
+    """The whole list at once, in this order (a scenario's ``children`` key)."""
+    parent.children = tuple(children) if len(children) <= CHILDREN_AS_TUPLE else dict.fromkeys(children)
 
 
 def _without(users: tuple[Task, ...], t: Task) -> tuple[Task, ...]:
