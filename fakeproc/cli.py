@@ -103,14 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Unmount a fakeproc mount; the daemon then exits. A mount left by a "
                                    "daemon that was killed ('Transport endpoint is not connected') is "
                                    "cleared as well.")
-    u.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    u.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help="the mount (default: ./mountpoint)")
 
     c = sub.add_parser("ctl", help="change the simulated machine (fork, vfork, exec, exit, oom, ...)",
                        description="Send one command to a mount's control file (MOUNTPOINT/fakeproc/control) "
                                    "and print the reply. VERB --help for each verb.",
                        add_help=False)
     c.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
-    c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...")
+    c.add_argument("words", nargs=argparse.REMAINDER, metavar="VERB ...",
+                   help="a control verb and its arguments (fakeproc ctl --help lists them)")
 
     r = sub.add_parser(
         "run", help="run a real command with /proc served by the OOM model (needs root)",
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "into it through the daemon's descriptor); removed when the run ends")
     r.add_argument("-v", "--verbose", action="count", default=0,
                    help="log what the mirror and the supervisor do (-vv: every FUSE request)")
-    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD [ARGS...]", help="the command to run")
 
     sh = sub.add_parser(
         "shell", help="a shell whose /proc is a simulated machine (ps, top, free see it; needs root)",
@@ -154,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "(root only); removed when the shell ends")
     sh.add_argument("-c", dest="shell_command", metavar="CMD",
                     help="run CMD with sh -c instead of an interactive shell")
-    sh.add_argument("-v", "--verbose", action="count", default=0)
+    sh.add_argument("-v", "--verbose", action="count", default=0, help="log what the mirror and the supervisor do")
 
     e = sub.add_parser("explain", help="show each factor of a process's oom_score",
                        description="Show each factor of PID's oom_score for the mount's era: the values that "
                                    "went in, each step of the kernel's formula, and the result.")
     e.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
-    e.add_argument("pid", type=int, metavar="PID")
+    e.add_argument("pid", type=int, metavar="PID", help="the process (or thread) whose score to explain")
     e.add_argument("--as", dest="as_pid", type=int, metavar="PID",
                    help="the allocating task, whose cpuset nodes the legacy formula compares (default: none)")
     o = sub.add_parser("oom", help="run the OOM killer once (or --dry-run: rank the candidates)",

@@ -96,9 +96,9 @@ def build_parser(prog: str = "fakeproc ctl") -> argparse.ArgumentParser:
     v = verb("set", "set other attributes of process PID")
     v.add_argument("pid", type=int, metavar="PID")
     v.add_argument("--nice", type=int, help="nice value (-20..19)")
-    v.add_argument("--uid", type=int)
-    v.add_argument("--gid", type=int)
-    v.add_argument("--comm")
+    v.add_argument("--uid", type=int, help="setresuid() to UID: leaving uid 0 drops every capability")
+    v.add_argument("--gid", type=int, help="setresgid() to GID")
+    v.add_argument("--comm", help="the process's name (prctl(PR_SET_NAME): cut to 15 bytes)")
     v.add_argument("--caps", type=_caps, metavar="LIST",
                    help="effective capabilities: all, none, or e.g. sys_admin,sys_resource")
     v.add_argument("--swapoff", choices=("on", "off"), help="PF_OOM_ORIGIN: the process runs swapoff")

@@ -1,8 +1,10 @@
 # Sourced by tools/run and tools/test: install what is missing, nothing more.
 #
-#   system_install run|test   Debian packages the command needs and the machine lacks, after saying which;
-#                             never one that would remove or replace another (apt-get --no-remove), and
-#                             never Debian's `fuse` (FUSE 2's fusermount: it replaces fuse3)
+#   system_install run|test   Debian packages the command needs and the machine lacks, after saying which
+#                             (apt-get's own plan, simulated first: every new package, and every installed one
+#                             a dependency would upgrade); never one that would remove another (--no-remove),
+#                             never Debian's `fuse` (FUSE 2's fusermount: it replaces fuse3), and an optional
+#                             one (libfuse3-dev, for the benchmark's C floor) only if it upgrades nothing
 #   venv_install EXTRAS       a virtualenv in .venv holding fakeproc (editable) and its dependencies
 #                             ("" or "test"); a stamp of setup.cfg's hash makes a second run install nothing
 #
@@ -23,6 +25,12 @@ have_lib() {  # a shared library the dynamic linker finds
     { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "^[[:space:]]*$1 "
 }
 
+optional_packages() {  # optional_packages run|test: what only makes a test measure more, if it changes nothing
+    if [ "$1" = test ]; then
+        [ -e /usr/include/fuse3/fuse.h ] || echo libfuse3-dev  # the bench's C floor (tools/floor/floor.c)
+    fi
+}
+
 missing_packages() {  # missing_packages run|test: what the command needs and the machine lacks
     local want=()
     # run: as root the default raw backend needs neither a library nor a helper; python3-venv is
@@ -36,9 +44,22 @@ missing_packages() {  # missing_packages run|test: what the command needs and th
         fi
         command -v cc >/dev/null || want+=(gcc libc6-dev)
         command -v pkg-config >/dev/null || want+=(pkg-config)
-        [ -e /usr/include/fuse3/fuse.h ] || want+=(libfuse3-dev)  # the bench's C floor (tools/floor/floor.c)
     fi
     echo "${want[@]}"
+}
+
+APT_UPDATED=0
+apt_plan() {  # apt_plan PKG...: apt-get's simulated plan, "new: ..." and "upgraded: ..." (installed ones)
+    if [ $APT_UPDATED = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed; install these yourself: $*"
+        APT_UPDATED=1
+    fi
+    local sim
+    sim=$(DEBIAN_FRONTEND=noninteractive apt-get -s install -y --no-remove "$@" 2>&1) \
+        || die "apt-get cannot install $* without removing another package; nothing was changed: $(echo "$sim" | tail -1)"
+    # "Inst NAME (VERSION ...)" is a new package; "Inst NAME [INSTALLED] (VERSION ...)" replaces an installed one
+    echo "new: $(echo "$sim" | awk '$1 == "Inst" && $3 !~ /^\[/ {printf "%s ", $2}')"
+    echo "upgraded: $(echo "$sim" | awk '$1 == "Inst" && $3 ~ /^\[/ {printf "%s %s->%s ", $2, $3, $4}' | tr -d '[]()')"
 }
 
 apt_install() {  # apt_install PKG...: install them, or say why not and exit 1
@@ -46,17 +67,34 @@ apt_install() {  # apt_install PKG...: install them, or say why not and exit 1
         die "missing Debian packages: $* (as root: apt-get install --no-remove $*)"
     fi
     command -v apt-get >/dev/null || die "missing packages: $* (no apt-get here to install them with)"
-    say "installing Debian packages: $* (apt-get install --no-remove: nothing is removed or replaced)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
-        || die "apt-get update failed; install these yourself: $*"
+    local plan
+    plan=$(apt_plan "$@")
+    say "installing Debian packages: $* (apt-get install --no-remove: nothing is removed); apt's plan: $(echo "$plan" | tr '\n' ';')"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove "$@" >&2 \
         || die "apt-get could not install $* without removing another package; nothing was changed"
 }
 
+optional_install() {  # optional_install PKG...: each only where root, apt-get and an upgrade-free plan allow
+    local pkg plan
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
+    for pkg in "$@"; do
+        plan=$(apt_plan "$pkg")
+        if echo "$plan" | grep -q '^upgraded: .*[^ ]'; then
+            say "not installing optional $pkg: it would upgrade installed packages ($(echo "$plan" | sed -n 's/^upgraded: //p')); the tests that need it say so"
+            continue
+        fi
+        say "installing optional Debian package $pkg ($(echo "$plan" | sed -n 's/^new: //p'))"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove "$pkg" >&2 \
+            || say "apt-get could not install optional $pkg; going on without it"
+    done
+}
+
 system_install() {  # system_install run|test
-    local missing
+    local missing optional
     missing=$(missing_packages "$1")
     [ -z "$missing" ] || apt_install $missing
+    optional=$(optional_packages "$1")
+    [ -z "$optional" ] || optional_install $optional
 }
 
 venv_install() {  # venv_install EXTRAS ("" or "test")
