@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--kill", action="store_true",
                    help="the model's OOM victims really receive SIGKILL (default: the model kills them in its "
                         "log and model only; the real processes go on)")
+    r.add_argument("--oom-scope", choices=("run", "host"), default="run",
+                   help="the OOM killer's candidates: run (default: the run's own processes, as a memory cgroup's "
+                        "OOM considers only its tasks, so a test's victim does not depend on what else the machine "
+                        "runs) or host (every process of the machine, the global OOM's view)")
     r.add_argument("--mountpoint", metavar="PATH",
                    help="make a symbolic link at PATH to the run's mount, for fakeproc ctl -m PATH from outside "
                         "(root only: the mount exists only in the run's own mount namespace, and the link leads "
@@ -484,7 +488,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         logging.getLogger("fakeproc.fs").setLevel(max(level, logging.INFO))
     try:
         check_prerequisites()
-        return RunSession(cmd, a.kernel, a.privilege, a.kill, a.mountpoint).run()
+        return RunSession(cmd, a.kernel, a.privilege, a.kill, a.mountpoint, oom_scope=a.oom_scope).run()
     except RunError as e:
         return _die(f"run: {e}")
 

@@ -321,10 +321,13 @@ class Control:
         return self.machine.log.text()
 
     def do_ps(self, req: Request | None, a: argparse.Namespace) -> str:
-        rows = [self.machine.describe(p) for p in self.machine.iter_processes()]
+        m = self.machine
+        for o in m.observers:  # run mode: the run's processes as they are now, the exited ones gone
+            o.before_oom()
+        rows = [m.describe(p) for p in m.iter_processes()]
         if a.json:
             return "".join(json.dumps(r) + "\n" for r in rows)
-        return format_ps(rows)
+        return format_ps(rows, m.era.has_score_adj)
 
     def do_info(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine

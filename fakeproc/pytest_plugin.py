@@ -57,7 +57,11 @@ class OomReport:
 class FakeMachine:
     """One running ``fakeproc run`` whose namespace the test's commands enter."""
 
-    def __init__(self, kernel: str = "2.6.32", kill: bool = False, privilege: str = "owner") -> None:
+    def __init__(self, kernel: str = "2.6.32", kill: bool = False, privilege: str = "owner",
+                 oom_scope: str = "run") -> None:
+        """``oom_scope``: the killer's candidates, the machine's own processes (``run``, the default: the
+        commands the test runs under it; what else the CI machine runs never becomes the victim) or every
+        process of the host (``host``)."""
         if os.geteuid() != 0:
             pytest.fail("fakeproc_machine needs root: it mounts FUSE over /proc in a private mount namespace",
                         pytrace=False)
@@ -68,7 +72,7 @@ class FakeMachine:
         #: a symbolic link into the run's mount (which exists only in the run's mount namespace), for root
         self.mountpoint = os.path.join(self._dir, "proc")
         argv = [sys.executable, "-m", "fakeproc", "run", "--kernel", kernel, "--privilege", privilege,
-                "--mountpoint", self.mountpoint] + (["--kill"] if kill else []) + [
+                "--oom-scope", oom_scope, "--mountpoint", self.mountpoint] + (["--kill"] if kill else []) + [
             "--", "sh", "-c", "echo $$; exec sleep infinity"]
         self._run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self._run.stdout is not None and self._run.stderr is not None
@@ -168,17 +172,18 @@ class FakeMachine:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "fakeproc(kernel='2.6.32', kill=False, privilege='owner'): "
+    config.addinivalue_line("markers", "fakeproc(kernel='2.6.32', kill=False, privilege='owner', oom_scope='run'): "
                                        "the machine the fakeproc_machine fixture starts")
 
 
 @pytest.fixture
 def fakeproc_factory() -> Iterator[Any]:
-    """``fakeproc_factory(kernel=..., kill=..., privilege=...)`` -> a new :class:`FakeMachine`."""
+    """``fakeproc_factory(kernel=..., kill=..., privilege=..., oom_scope=...)`` -> a new :class:`FakeMachine`."""
     machines: list[FakeMachine] = []
 
-    def make(kernel: str = "2.6.32", kill: bool = False, privilege: str = "owner") -> FakeMachine:
-        m = FakeMachine(kernel, kill, privilege)
+    def make(kernel: str = "2.6.32", kill: bool = False, privilege: str = "owner",
+             oom_scope: str = "run") -> FakeMachine:
+        m = FakeMachine(kernel, kill, privilege, oom_scope)
         machines.append(m)
         return m
 

@@ -154,9 +154,8 @@ def printable(text: str) -> str:
     return "".join(c if (c.isprintable() or c in "\t\n") and not 0xD800 <= ord(c) <= 0xDFFF else "?" for c in text)
 
 
-def format_ps(rows: list[dict[str, object]]) -> str:
-    """The table of ``fakeproc ps``; an OOM_SCORE_ADJ column when the era has one."""
-    modern = any(r.get("oom_score_adj") is not None for r in rows)
+def format_ps(rows: list[dict[str, object]], modern: bool) -> str:
+    """The table of ``fakeproc ps``; an OOM_SCORE_ADJ column when the era has one (``modern``)."""
     out = ["  PID  PPID   UID THR OOM_ADJ" + (" SCORE_ADJ" if modern else "") + "  OOM_SCORE      VSZ      RSS COMM"]
     for r in rows:
         adj = f" {r['oom_score_adj']:9d}" if modern else ""

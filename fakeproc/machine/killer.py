@@ -165,6 +165,20 @@ class OomKiller:
 
     # ------------------------------------------------------------- who is a candidate
 
+    def set_domain(self, outside: Callable[[Task], str | None] | None) -> None:
+        """Limit the candidates to a domain, as a memory cgroup's OOM scans only its cgroup's tasks
+        (mem_cgroup_scan_tasks()): ``outside(task)`` names why a task is not in it (None: it is).  Run mode
+        uses it to consider only the run's processes.  None: every task, the global OOM's view."""
+        base = skip_rule(self.era, self.unkillable_reason)
+        if outside is None:
+            self.skip_reason = base
+        else:
+            def skip_outside(p: Task, current_mems: frozenset[int] | None = None) -> str | None:
+                return base(p, current_mems) or outside(p)
+
+            self.skip_reason = skip_outside
+        self.forget_all()
+
     def candidates(self) -> Iterator[Task]:
         """for_each_process() (leaders) or do_each_thread() (every thread), in creation order."""
         if self.era.per_process:

@@ -12,7 +12,7 @@ daemon) serialises calls with one lock.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..kernel.eras import Era
 from ..kernel.limits import CAP_BITS, NICE_MAX, NICE_MIN, ULONG_MAX, finite, max_uptime
@@ -118,6 +118,10 @@ class Machine:
     def entry_watchers(self) -> list[Watcher]:
         """Told ``(task, gone)`` when a task is released or its owner changes (the raw FUSE backend)."""
         return self.table.watchers
+
+    def set_oom_domain(self, outside: Callable[[Task], str | None] | None) -> None:
+        """Only the tasks of a domain are OOM candidates (OomKiller.set_domain); None: all of them."""
+        self.killer.set_domain(outside)
 
     def succeed(self, old: Machine) -> None:
         """Take over from ``old`` after a reboot: the change stream goes on numbered where it stopped (a

@@ -57,6 +57,7 @@ class Known:
     starttime: int  # clock ticks since boot (pid + starttime = one process)
     model_since: int  # clock ticks: children started from then on inherit from the model
     refreshed: float = 0.0  # time.monotonic() of the last refresh from the real process
+    in_run: bool = True  # part of the run (its command, a descendant, or entered into its namespace)
 
 
 def kernel_hz() -> int:
@@ -76,8 +77,12 @@ class Mirror:
 
     simulated_machine = False  # run mode: every real process, the host's machine-wide files
 
-    def __init__(self, machine: Machine, kill: bool = False, run_root: int | None = None) -> None:
+    def __init__(self, machine: Machine, kill: bool = False, run_root: int | None = None, scope: str = "run") -> None:
+        """``scope``: which real processes are OOM candidates: ``run`` (the run's own, as a memory cgroup's
+        OOM considers only its cgroup's tasks: a test's victim does not depend on what else the machine
+        runs) or ``host`` (every process, the global OOM's view)."""
         self.machine = machine
+        self.scope = scope
         self.kill = kill  # --kill: the model's victims really receive SIGKILL ...
         self.run_root = os.getpid() if run_root is None else run_root  # ... if they descend from this pid
         self.fake_device: str | None = None  # ... or see the fake as their /proc (nsenter'd into the run)
@@ -85,6 +90,8 @@ class Mirror:
         self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
         self.real_proc = rp.PROC
         machine.observers.append(self)
+        if scope == "run":
+            machine.set_oom_domain(self._outside)
 
     # ------------------------------------------------------------ scope
 
@@ -181,7 +188,7 @@ class Mirror:
             since = now
             log.debug("mirror: %d (%s) entered with the real value %d", pid, st.comm, v)
         m.set_thread(t, start=st.starttime / rp.CLK_TCK)
-        self.known[pid] = Known(st.starttime, since, time.monotonic())
+        self.known[pid] = Known(st.starttime, since, time.monotonic(), self.scope == "host" or self._in_run(pid))
         self._refresh(t, st, status)
         return t
 
@@ -296,11 +303,18 @@ class Mirror:
         return gone
 
     def enter_all(self) -> None:
-        """Bring every real process in (the OOM killer considers them all)."""
+        """Bring in every real process the OOM killer considers (scope ``run``: the run's; ``host``: all)."""
         for name in os.listdir(self.real_proc):
             if name.isdigit():
-                self.process(int(name))
+                pid = int(name)
+                if self.scope == "host" or pid in self.known or self._in_run(pid):
+                    self.process(pid)
         self.sweep()
+
+    def _outside(self, t: Task) -> str | None:
+        """The OOM domain of scope ``run``: why ``t`` is not a candidate (None: it is one of the run's)."""
+        k = self.known.get(t.tgid)
+        return None if k is not None and k.in_run else "not part of this run (--oom-scope run)"
 
     def _forget_pid(self, pid: int) -> None:
         m = self.machine

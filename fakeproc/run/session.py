@@ -81,8 +81,9 @@ def clear_dead_link(link: str) -> None:
 
 class RunSession:
     def __init__(self, cmd: list[str], era: str, privilege: str = "owner", kill: bool = False,
-                 mountpoint: str | None = None, simulated: Machine | None = None) -> None:
-        """``simulated``: ``fakeproc shell``'s machine (a scenario) instead of the host's processes."""
+                 mountpoint: str | None = None, simulated: Machine | None = None, oom_scope: str = "run") -> None:
+        """``simulated``: ``fakeproc shell``'s machine (a scenario) instead of the host's processes.
+        ``oom_scope``: the OOM killer's candidates, the run's processes or the host's (Mirror)."""
         self.cmd = cmd
         if simulated is not None:
             self.machine = simulated
@@ -90,7 +91,7 @@ class RunSession:
         else:
             ram, swap = realproc.ram_and_swap()
             self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
-            self.mirror = Mirror(self.machine, kill=kill)
+            self.mirror = Mirror(self.machine, kill=kill, scope=oom_scope)
         self.link = os.path.abspath(mountpoint) if mountpoint else None
         if self.link is not None:
             clear_dead_link(self.link)

@@ -24,7 +24,7 @@ class ShellMirror(Mirror):
     simulated_machine = True
 
     def __init__(self, machine: Machine) -> None:
-        super().__init__(machine, kill=False)
+        super().__init__(machine, kill=False, scope="host")  # a simulated machine: all its processes
         self._admitted: dict[int, tuple[int, bool]] = {}  # pid -> (starttime, answer)
 
     def simulated(self, pid: int) -> bool:

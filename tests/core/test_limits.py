@@ -132,7 +132,7 @@ def test_names_are_kept_as_the_kernel_keeps_them_and_shown_safely():
     core.ctl("set", "500", "--comm", "é" * 10)  # 20 bytes: cut to 15, inside a character
     assert core.machine.processes[500].comm.encode("utf-8", "surrogateescape") == ("é" * 10).encode()[:15]
     assert printable(core.machine.processes[500].comm).endswith("?")
-    assert format_ps([core.machine.describe(core.machine.processes[500])]).isprintable() is False  # has \n only
+    assert format_ps([core.machine.describe(core.machine.processes[500])], False).isprintable() is False  # has \n only
 
 
 def test_a_control_line_ends_at_a_newline_only(core):
