@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from ..kernel.eras import score_adj_to_legacy
 from ..machine import Machine, MachineError, Task
 from . import realproc as rp
+from .procevents import Exit, Fork, ProcEvents
 from .realproc import ProcessGone
 
 if TYPE_CHECKING:
@@ -58,6 +59,16 @@ class Known:
     model_since: int  # clock ticks: children started from then on inherit from the model
     refreshed: float = 0.0  # time.monotonic() of the last refresh from the real process
     in_run: bool = True  # part of the run (its command, a descendant, or entered into its namespace)
+
+
+@dataclass(slots=True)
+class Inherited:
+    """What a process got at fork time from a parent the model knew (or had noted), per the connector."""
+
+    parent: int  # the tgid that forked it
+    value: int  # the era's value (oom_adj, or 6.x's oom_score_adj) ...
+    minimum: int  # ... and 6.x's oom_score_adj_min
+    started: float  # seconds since boot (the fork event's timestamp)
 
 
 def kernel_hz() -> int:
@@ -89,6 +100,9 @@ class Mirror:
         self.known: dict[int, Known] = {}
         self.killed: dict[int, int] = {}  # pid -> starttime: victims of the model, alive or dying
         self.real_proc = rp.PROC
+        #: the process events connector (run mode opens it) and what each fork passed on (procevents.py)
+        self.events: ProcEvents | None = None
+        self.inherited: dict[int, Inherited] = {}
         machine.observers.append(self)
         if scope == "run":
             machine.set_oom_domain(self._outside)
@@ -159,6 +173,7 @@ class Mirror:
             return t
         if t is not None:  # pid reuse, or a process created by `ctl fork`: not this real one
             self._forget_pid(pid)
+        self.drain()  # the forks that happened so far: what this process inherited
         try:
             return self._enter(pid, st)
         except ProcessGone:
@@ -173,7 +188,18 @@ class Mirror:
         status = rp.read_status(pid)
         now = self._now()
         pk = self.known.get(parent.tgid) if parent is not None else None
-        if (parent is not None and pk is not None and parent.mm is not None and not st.kthread
+        inh = self.inherited.get(pid)
+        if inh is not None and abs(inh.started * rp.CLK_TCK - st.starttime) > rp.CLK_TCK:
+            inh = None  # a note about an earlier process of this pid
+        if inh is not None and (parent is None or inh.parent != parent.tgid) and not st.kthread:
+            # forked by a process that has exited since (or that it left): the value it had then, not the
+            # adopter's (a daemon that detached keeps what its parent had set)
+            t = m.spawn(st.comm, pid=pid, parent=parent, uid=status.uid, gid=status.gid)
+            m.store_adj(t, inh.value, inh.minimum)
+            since = st.starttime
+            log.debug("mirror: %d (%s) entered with %d, inherited from %d at fork", pid, st.comm, inh.value,
+                      inh.parent)
+        elif (parent is not None and pk is not None and parent.mm is not None and not st.kthread
                 and st.starttime >= pk.model_since):
             shares = rp.same_mm(parent.tgid, pid)
             vfork = shares and rp.in_vfork_syscall(parent.tgid)
@@ -282,8 +308,32 @@ class Mirror:
 
     # -------------------------------------------------------------- sweeping
 
+    # ------------------------------------------------------------ fork events
+
+    def drain(self) -> None:
+        """Take in the forks and exits the connector reported since the last call."""
+        if self.events is None:
+            return
+        for ev in self.events.read():
+            if isinstance(ev, Fork):
+                self.on_fork(ev.parent_tgid, ev.child_pid, ev.timestamp_ns / 1e9)
+            elif isinstance(ev, Exit):
+                self.inherited.pop(ev.pid, None)
+
+    def on_fork(self, parent: int, child: int, started: float) -> None:
+        """copy_process() copied the parent's value into the child: note it, if the model has the parent (or
+        noted what the parent itself inherited)."""
+        m = self.machine
+        t = m.tasks.get(parent) if parent in self.known else None
+        if t is not None and t.is_leader:
+            self.inherited[child] = Inherited(parent, m.get_adj(t), t.signal.oom_score_adj_min, started)
+        elif parent in self.inherited:
+            noted = self.inherited[parent]
+            self.inherited[child] = Inherited(parent, noted.value, noted.minimum, started)
+
     def sweep(self) -> list[int]:
         """Drop the processes that exited (or whose pid now names another process)."""
+        self.drain()
         gone = []
         for pid, k in list(self.known.items()):
             try:

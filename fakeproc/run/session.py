@@ -39,6 +39,7 @@ from ..machine import Machine
 from ..ticker import run_clock
 from . import cgroup, realproc
 from .mirror import Mirror, kernel_hz
+from .procevents import ProcEvents
 from .shell import ShellMirror
 
 log = logging.getLogger("fakeproc.run")
@@ -92,6 +93,7 @@ class RunSession:
             ram, swap = realproc.ram_and_swap()
             self.machine = Machine(ERAS[era], ram=ram, swap=swap, hz=kernel_hz(), uptime=realproc.read_uptime())
             self.mirror = Mirror(self.machine, kill=kill, scope=oom_scope)
+            self.mirror.events = ProcEvents.open()  # forks as they happen: what a detached daemon inherited
         self.link = os.path.abspath(mountpoint) if mountpoint else None
         if self.link is not None:
             clear_dead_link(self.link)
@@ -265,6 +267,9 @@ class RunSession:
             finally:
                 with trio.CancelScope(shield=True):
                     await self._unmount(fuse_done)
+                if self.mirror.events is not None:
+                    self.mirror.events.close()
+                    self.mirror.events = None
         if failure:
             raise RunError(f"the FUSE loop failed: {failure[0]}")
         return self.status

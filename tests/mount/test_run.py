@@ -45,8 +45,11 @@ def bins(tmp_path_factory) -> Path:
 
 
 def fakeproc_mounts() -> list[str]:
+    """The fakeproc mounts a run could leave in this namespace: over /proc, or at a run's own temporary
+    directory (``fakeproc-run-*``).  Other mounts (another test's, a benchmark's) come and go meanwhile."""
     with open("/proc/self/mountinfo") as f:
-        return [line for line in f if " - fuse.fakeproc " in line]
+        points = [line.split()[4] for line in f if " - fuse.fakeproc " in line]
+    return [p for p in points if p == "/proc" or os.path.basename(p).startswith("fakeproc-run-")]
 
 
 @pytest.fixture(autouse=True)

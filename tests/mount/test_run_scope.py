@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -48,3 +49,22 @@ def test_ps_inside_a_run_lists_the_runs_processes_and_not_the_exited(tmp_path):
     assert before.splitlines()[0].split()[5] == "SCORE_ADJ"  # the era's columns, rows or not
     assert any(line.split()[0] == pid and line.endswith(" sleep") for line in before.splitlines()[1:])
     assert not any(line.split()[0] == pid for line in after.splitlines()[1:])
+
+
+@pytest.mark.parametrize(("kernel", "file", "value"), [("6.x", "oom_score_adj", "300"), ("2.6.32", "oom_adj", "-5")])
+def test_a_process_whose_parent_exited_inherits_what_it_had_at_fork(tmp_path, kernel, file, value):
+    """kernel/fork.c copy_process() copies the parent's value at fork time; the model hears of the fork
+    from the process events connector (cn_proc), so a child first seen after its parent exited has the
+    value it was forked with, not its adopter's (issue #15 item 5's reproducer: the kernel prints 300)."""
+    pidfile = tmp_path / "p"
+    script = (f"echo {value} > /proc/self/{file}; sh -c 'sleep 30 & echo $! > {pidfile}'; sleep .3; "
+              f"cat /proc/$(cat {pidfile})/{file}; kill $(cat {pidfile})")
+    assert ok(fakeproc_run("--kernel", kernel, cmd=script)) == f"{value}\n"
+
+
+@pytest.mark.skipif(shutil.which("start-stop-daemon") is None, reason="no start-stop-daemon (dpkg)")
+def test_start_stop_daemon_background_keeps_its_starters_value(tmp_path):
+    pidfile = tmp_path / "ssd.pid"
+    script = (f"echo 300 > /proc/self/oom_score_adj; start-stop-daemon --start -b -m --pidfile {pidfile} "
+              f"--exec /bin/sleep -- 30; sleep .3; cat /proc/$(cat {pidfile})/oom_score_adj; kill $(cat {pidfile})")
+    assert ok(fakeproc_run("--kernel", "6.x", cmd=script)) == "300\n"
