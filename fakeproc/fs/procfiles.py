@@ -335,8 +335,31 @@ MEMINFO_KEYS = (
     "FilePmdMapped", "Balloon", "HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp",
     "Hugepagesize", "Hugetlb", "DirectMap4k", "DirectMap2M", "DirectMap1G",
 )
+#: 2.6.32 fs/proc/meminfo.c meminfo_proc_show() (x86_64, no highmem, CONFIG_MEMORY_FAILURE as distributions
+#: build it), mm/hugetlb.c hugetlb_report_meminfo() and arch/x86/mm/pageattr.c arch_report_meminfo(): no
+#: MemAvailable (3.14), no KReclaimable, Percpu, AnonHugePages (2.6.38) and the rest of later kernels.
+MEMINFO_KEYS_2_6_32 = (
+    "MemTotal", "MemFree", "Buffers", "Cached", "SwapCached", "Active", "Inactive", "Active(anon)",
+    "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked", "SwapTotal", "SwapFree", "Dirty",
+    "Writeback", "AnonPages", "Mapped", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables",
+    "NFS_Unstable", "Bounce", "WritebackTmp", "CommitLimit", "Committed_AS", "VmallocTotal", "VmallocUsed",
+    "VmallocChunk", "HardwareCorrupted", "HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp",
+    "Hugepagesize", "DirectMap4k", "DirectMap2M",
+)
+#: 2.6.30/2.6.31: Shmem and KernelStack came with 2.6.32's "oom analysis" counters (NR_SHMEM,
+#: NR_KERNEL_STACK), HardwareCorrupted with hwpoison (2.6.32)
+MEMINFO_KEYS_2_6_31 = tuple(k for k in MEMINFO_KEYS_2_6_32 if k not in ("Shmem", "KernelStack", "HardwareCorrupted"))
 #: mm/hugetlb.c hugetlb_report_meminfo(): page counts, "%-19s%5lu" (no unit).
 _HUGEPAGE_COUNTS = ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp")
+
+
+def meminfo_keys(version: tuple[int, ...]) -> tuple[str, ...]:
+    """The lines of meminfo in a kernel version."""
+    if version < (2, 6, 32):
+        return MEMINFO_KEYS_2_6_31
+    if version < (3,):
+        return MEMINFO_KEYS_2_6_32
+    return MEMINFO_KEYS
 
 
 def meminfo(m: Machine) -> bytes:
@@ -349,7 +372,8 @@ def meminfo(m: Machine) -> bytes:
     nothing is reclaimable, so MemAvailable is MemFree (as for the model's OOM killer).
     """
     mem = memory(m)
-    kb = {k: 0 for k in MEMINFO_KEYS}
+    keys = meminfo_keys(m.era.version)
+    kb = {k: 0 for k in MEMINFO_KEYS + keys}
     kb.update({
         "MemTotal": _kb(m.ram_pages),
         "MemFree": _kb(mem["free"]),
@@ -373,9 +397,11 @@ def meminfo(m: Machine) -> bytes:
         "DirectMap4k": _kb(m.ram_pages),
     })
     lines = []
-    for key in MEMINFO_KEYS:
+    for key in keys:
         if key in _HUGEPAGE_COUNTS:
             lines.append(f"{key + ':':<19}{kb[key]:5d}\n")
+        elif key == "HardwareCorrupted":  # 2.6.32: "HardwareCorrupted: %5lu kB"
+            lines.append(f"{key}: {kb[key]:5d} kB\n")
         else:
             lines.append(f"{key + ':':<16}{kb[key]:8d} kB\n")
     return "".join(lines).encode()
@@ -447,6 +473,22 @@ CPUINFO_CPU = (
 )
 _CPUINFO_FLAGS = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
                   "sse sse2 syscall nx lm")
+
+
+#: fs/proc/version.c: linux_proc_banner, ``"%s version %s (" LINUX_COMPILE_BY "@" LINUX_COMPILE_HOST ") ("
+#: LINUX_COMPILER ") %s\n"`` with the release and build of the era's kernel (its release day)
+VERSIONS = {
+    (2, 6, 31, -1): "2.6.31-rc5 (fakeproc@fakeproc) (gcc version 4.4.1 (GCC) ) #1 SMP Thu Jul 30 00:00:00 UTC 2009",
+    (2, 6, 31): "2.6.31 (fakeproc@fakeproc) (gcc version 4.4.1 (GCC) ) #1 SMP Wed Sep 9 00:00:00 UTC 2009",
+    (2, 6, 32): "2.6.32 (fakeproc@fakeproc) (gcc version 4.4.2 (GCC) ) #1 SMP Thu Dec 3 00:00:00 UTC 2009",
+    (6, 18): "6.18.0 (fakeproc@fakeproc) (gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44) #1 SMP PREEMPT_DYNAMIC "
+             "Sun Nov 30 00:00:00 UTC 2025",
+}
+
+
+def version(m: Machine) -> bytes:
+    """/proc/version: the era's kernel, so that a program asking which kernel it runs on gets the era's."""
+    return f"Linux version {VERSIONS[m.era.version]}\n".encode()
 
 
 def cpuinfo(m: Machine) -> bytes:

@@ -194,6 +194,10 @@ def read_loadavg(req: Request, node: Node) -> bytes:
     return procfiles.loadavg(req.machine)
 
 
+def read_version(req: Request, node: Node) -> bytes:
+    return procfiles.version(req.machine)
+
+
 def read_cpuinfo(req: Request, node: Node) -> bytes:
     return procfiles.cpuinfo(req.machine)
 
@@ -284,6 +288,7 @@ ROOT.extend([
     REG("uptime", 0o444, read_uptime, companion=True),
     REG("loadavg", 0o444, read_loadavg, companion=True),
     REG("cpuinfo", 0o444, read_cpuinfo, companion=True),  # procps's stat library needs it (see procfiles)
+    REG("version", 0o444, read_version, companion=True),
     REG("sysrq-trigger", 0o200, None, write_sysrq),
     DIR("fakeproc", 0o555, FAKEPROC, settable=frozenset({"times"})),
     DIR("sys", 0o555, SYS, host="sys"),

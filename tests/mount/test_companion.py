@@ -131,7 +131,9 @@ def test_status_has_the_real_files_keys_in_order(mnt):
             assert re.fullmatch(r"\w+:\t[ \d]{8} kB", line), line
 
 
-def test_meminfo_has_the_real_files_lines_in_order_and_columns(mnt):
+def test_meminfo_has_the_real_files_lines_in_order_and_columns(mount_factory):
+    """6.x: the lines of this machine's kernel (6.18); the formats of every era's fs/proc/meminfo.c."""
+    mnt = mount_factory("--kernel", "6.x")
     real = Path("/proc/meminfo").read_text().splitlines()
     ours = mnt.read("meminfo").splitlines()
     assert keys("\n".join(ours)) == keys("\n".join(real))
@@ -142,6 +144,20 @@ def test_meminfo_has_the_real_files_lines_in_order_and_columns(mnt):
                 assert len(line) == 19 + max(5, len(value)), line
             else:
                 assert line.endswith(" kB") and len(line) == 16 + max(8, len(value)) + 3, line
+
+
+@pytest.mark.parametrize(("kernel", "count"), [("2.6.32", 41), ("2.6.31", 38)])
+def test_meminfo_of_2_6_x_has_that_kernels_lines(mount_factory, kernel, count):
+    """2.6.32 meminfo_proc_show(): no MemAvailable (3.14), so earlyoom and nohang take their old-kernel paths;
+    2.6.31 has no Shmem, KernelStack nor HardwareCorrupted either.  /proc/version names the era's kernel."""
+    mnt = mount_factory("--kernel", kernel)
+    lines = mnt.read("meminfo").splitlines()
+    assert len(lines) == count and not any(line.startswith("MemAvailable") for line in lines)
+    assert lines[:3] == [f"MemTotal:        {4194304} kB", "MemFree:          324608 kB", "Buffers:               0 kB"]
+    assert ("Shmem:                 0 kB" in lines) is (kernel == "2.6.32")
+    if kernel == "2.6.32":
+        assert "HardwareCorrupted:     0 kB" in lines  # "HardwareCorrupted: %5lu kB"
+    assert mnt.read("version").startswith(f"Linux version {kernel} (")
 
 
 def test_root_files_have_the_real_files_shape(mnt):
@@ -250,7 +266,7 @@ def test_meminfo_stat_uptime_loadavg_show_the_models_machine(mnt):
     # one address space counted once: 402 is jobsched's vfork child and shares its mm
     resident = sum(r["rss_kib"] for r in rows.values() if "vfork-child" not in r["flags"])
     assert m["MemTotal"] == 4 * GIB // 1024 and m["SwapTotal"] == GIB // 1024
-    assert m["MemFree"] == m["MemAvailable"] == 4 * GIB // 1024 - resident
+    assert m["MemFree"] == 4 * GIB // 1024 - resident and "MemAvailable" not in m  # 2.6.32: no MemAvailable
     assert m["SwapFree"] == m["SwapTotal"] and m["AnonPages"] == resident
     mnt.ctl("mem", "600", "--swap", "100M")
     assert meminfo(mnt)["SwapFree"] == (GIB - 100 * 2**20) // 1024
@@ -311,7 +327,9 @@ def test_procps_in_a_purely_simulated_proc(mnt):
     r = in_proc(mnt, "free -k")
     assert r.returncode == 0, r.stderr
     mem = r.stdout.splitlines()[1].split()
-    total, free, avail = (meminfo(mnt)[k] for k in ("MemTotal", "MemFree", "MemAvailable"))
+    # 2.6.32 has no MemAvailable: procps estimates it, from MemFree and the (empty) page cache and slab
+    total, free = (meminfo(mnt)[k] for k in ("MemTotal", "MemFree"))
+    avail = free
     assert mem == ["Mem:", str(total), str(total - avail), str(free), "0", "0", str(avail)]
     assert in_proc(mnt, "free -k").stdout.splitlines()[2].split() == ["Swap:", "1048576", "0", "1048576"]
 
