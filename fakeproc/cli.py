@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_privilege(m)
     m.add_argument("--scenario", metavar="FILE",
                    help="TOML file describing the machine (RAM, swap, processes); default: the embedded "
-                        "story of the 2009 vfork regression (see README, 'Scenario files')")
+                        "story of the 2009 vfork regression (see docs/scenarios.md)")
     m.add_argument("--save-on-exit", metavar="FILE",
                    help="when the mount ends cleanly (fakeproc umount, SIGINT, SIGTERM, SIGHUP), save the machine "
                         "to FILE, which --scenario FILE loads again (a SIGKILL'd daemon saves nothing)")
@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: a file in the temporary directory, printed)")
     m.add_argument("-v", "--verbose", action="store_true", help="log every FUSE-level error too")
     m.add_argument("--fuse-backend", choices=("raw", "fusepy"), default=None,
-                   help="who speaks FUSE: raw (the protocol over /dev/fuse in Python, mount(2); root only) or "
-                        "fusepy (libfuse 2); default: $FAKEPROC_FUSE, else raw (which mounts with mount(2) as root "
-                        "and through fusermount3 as any other user)")
+                   help="who speaks FUSE: raw (the protocol over /dev/fuse in Python; mounts with mount(2) as root "
+                        "and through fusermount3 as any other user) or fusepy (libfuse 2); default: $FAKEPROC_FUSE, "
+                        "else raw")
 
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount (also clears a dead daemon's mount)",
                        description="Unmount a fakeproc mount; the daemon then exits. A mount left by a "
@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "exits, OOM calls and kills, memory, allocation-rate, clock and tick changes. Kernel lines "
                     "look as dmesg shows them; changes as '[TIME] @TYPE key=value ...'.",
         epilog="--json prints one object per event: seq (1, 2, ...), time (simulated seconds), type (kernel, write, "
-               "fork, vfork, clone, thread, exec, exit, oom, kill, alloc_failed, memory, cpu, alloc, tick, clock) "
+               "fork, vfork, clone, thread, exec, exit, oom, kill, alloc_failed, memory, cpu, alloc, tick, clock, "
+               "sysctl, panic, reboot) "
                "and that type's fields. The daemon keeps the last 50,000 events.")
     lg.add_argument("-m", "--mountpoint", default=CLIENT_MOUNTPOINT, help=MOUNTPOINT_HELP)
     lg.add_argument("-f", "--follow", action="store_true",

@@ -1,6 +1,6 @@
 """What both tiers share: paths, the CLI, a shell, the in-process core, the hypothesis profiles.
 
-Two tiers (README, Tests): ``tests/core`` runs everything that does not need the kernel's VFS in this
+Two tiers (docs/development.md): ``tests/core`` runs everything that does not need the kernel's VFS in this
 process, through the filesystem core (tests/harness.py): no root, no FUSE; ``tests/mount`` drives real
 mounts with real tools (tests/mount/conftest.py).
 """

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def fuse_options(allow_other: bool) -> dict[str, Any]:
-    """libfuse 2's mount options (see README, Security): why each one is here.
+    """libfuse 2's mount options (see docs/security.md): why each one is here.
 
     - direct_io: every read/write reaches the daemon, sizes read 0 as in procfs, and short write counts
       reach the caller;

@@ -127,6 +127,8 @@ class Pressure:
             clock.uptime += lo
             result = self._allocation_failed(current)
             results.append(result)
+            if self.killer.halt.reason is not None:  # the kernel panicked: time stops with it
+                return results
             if not result.killed:  # nothing could be killed: the allocators stay blocked
                 break
         clock.uptime = max(clock.uptime, end)

@@ -1,6 +1,6 @@
 """Scenario files: a simulated machine written by hand, in TOML -- or saved by fakeproc.
 
-The format is documented in the README ("Scenario files") and by the embedded
+The format is documented in docs/scenarios.md and by the embedded
 default, ``fakeproc/scenarios/default.toml``.  Processes are created in file
 order, which is also the order the OOM killer walks them (for_each_process).
 
@@ -866,7 +866,7 @@ def dump_scenario(machine: Machine) -> str:
     out = [
         "# A fakeproc machine, saved by `fakeproc save` or `fakeproc mount --save-on-exit`.",
         "# Load it again with: fakeproc mount --scenario THIS_FILE",
-        "# (the keys are described in the README, \"Scenario files\", and in fakeproc/machine/scenario.py;",
+        "# (the keys are described in docs/scenarios.md and in fakeproc/machine/scenario.py;",
         "# sizes in bytes with k/M/G suffixes, times in seconds, utime/stime/exited_cputime in jiffies)",
         "",
         "[machine]",
@@ -878,6 +878,8 @@ def dump_scenario(machine: Machine) -> str:
         _line("clock", format_clock(m.clock_scale)),
         _line("next_pid", m.next_pid),
     ]
+    if m.table.pid_max != PID_MAX_DEFAULT:
+        out.append(_line("pid_max", m.table.pid_max))
     if m.deprecation_warned:
         out.append(_line("oom_adj_deprecation_warned", True))
     if m.halt.reason is not None:

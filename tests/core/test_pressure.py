@@ -90,14 +90,16 @@ def test_2_6_32_uses_the_allocators_cpuset():
     assert events(m, "oom")[0]["victim"] == near.tid  # far: 100000 / 8 < near's 60000
 
 
-def test_nothing_killable_blocks_the_allocators_and_the_clock_goes_on():
+def test_nothing_killable_panics_and_the_clock_stops_there():
+    """2.6.32 __out_of_memory(): ``panic("Out of memory and no killable processes...\n")``: the machine stops
+    at the failing allocation (a second in), not at the end of the step."""
     m = Machine(ERAS["2.6.32"], ram=1 << 20, swap=0, uptime=10)
     m.spawn("init", pid=1)
     p = m.fork(1, comm="locked")
     m.store_adj(p, -17)
     m.set_alloc_rate(p.tid, 1 << 20)
     m.tick(3600)
-    assert m.uptime == 3610
+    assert 10 < m.uptime < 12 and m.halt.reason == "Out of memory and no killable processes..."
     assert [ev["nothing_killable"] for ev in events(m, "oom")] == [True]
     assert "Out of memory and no killable processes" in m.log.text()
     assert used(m)[0] <= m.ram_pages

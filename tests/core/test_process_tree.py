@@ -271,3 +271,25 @@ def test_a_panicked_machine_saves_and_loads_stopped(core_factory):
     loaded = build_machine(text, ERAS["2.6.32"])
     with pytest.raises(Exception, match="panicked"):
         loaded.out_of_memory(Caller(0, 0, "x"))
+
+
+def test_a_panic_during_a_tick_stops_the_clock_there(core_factory):
+    """The allocator's OOM panics (6.x: nothing killable) a second in: the clock stays at the panic."""
+    mnt = core_factory("6.x", text=MINIMAL.replace('ram = "4G"', 'ram = "64M"').replace('swap = "1G"', 'swap = "0"'))
+    start = mnt.machine.uptime
+    mnt.echo("1/oom_score_adj", "-1000")
+    mnt.ctl("alloc", "1", "64M")
+    mnt.ctl("tick", "1h", check=False)
+    assert mnt.machine.halt.reason == "System is deadlocked on memory"
+    assert start < mnt.machine.uptime < start + 2
+
+
+def test_reboot_starts_a_machine_saved_after_a_panic(core_factory):
+    from fakeproc.machine.scenario import dump_scenario
+
+    mnt = core_factory("2.6.32", text=MINIMAL)
+    mnt.echo("sysrq-trigger", "f")
+    saved = core_factory("2.6.32", text=dump_scenario(mnt.machine))
+    assert saved.machine.halt.reason is not None
+    saved.ctl("reboot")
+    assert saved.machine.halt.reason is None and saved.new_pid("fork", "1") == 3
