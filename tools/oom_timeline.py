@@ -117,7 +117,7 @@ def table(rows: list[Row], markdown: bool) -> str:
 
 
 def svg(rows: list[Row], title: str) -> str:
-    """oom_score against time, one polyline per process (a gap where it is gone)."""
+    """oom_score against time, one polyline per process (a gap where it is gone), and free memory dashed."""
     start = rows[0]["uptime"]
     xs = [r["uptime"] - start for r in rows]  # type: ignore[operator]
     procs = sorted({p for r in rows for p in r["scores"]}, key=lambda n: int(n.split()[0]))  # type: ignore
@@ -145,6 +145,14 @@ def svg(rows: list[Row], title: str) -> str:
             if seg:
                 out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(seg)}"/>')
         out.append(f'<text x="{w - 150}" y="{30 + 14 * i}" fill="{color}">{p}</text>')
+    # free memory (RAM + swap, MiB) on a scale of its own, dashed: where it reaches 0 the killer runs
+    free = [int(r["memfree_mib"]) + int(r["swapfree_mib"]) for r in rows]  # type: ignore[call-overload]
+    most = max(free + [1])
+    fy = lambda v: h - bottom - (h - bottom - 20) * v / most  # noqa: E731
+    points = " ".join(f"{x(xv):.1f},{fy(v):.1f}" for xv, v in zip(xs, free, strict=True))
+    out.append(f'<polyline fill="none" stroke="black" stroke-dasharray="5,4" stroke-width="1.5" points="{points}"/>')
+    out.append(f'<text x="{w - 150}" y="{30 + 14 * len(procs)}">- - free RAM+swap</text>')
+    out.append(f'<text x="{w - 150}" y="{44 + 14 * len(procs)}">(0..{most} MiB)</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -156,7 +164,7 @@ def main() -> int:
     ap.add_argument("--step", default="10s", help="clock step between two rows (default 10s)")
     ap.add_argument("--until", default="2m", help="how long to run the clock (default 2m)")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
-    ap.add_argument("--svg", metavar="FILE", help="also draw the scores into FILE")
+    ap.add_argument("--svg", metavar="FILE", help="also draw the scores and free memory into FILE (SVG)")
     a = ap.parse_args()
     try:
         step, until = parse_duration(a.step), parse_duration(a.until)
