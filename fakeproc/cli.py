@@ -381,6 +381,10 @@ def _why_mount_failed(backend: str | None) -> str:
     if not os.path.exists("/dev/fuse"):
         return "there is no /dev/fuse (load the fuse module, or give a container --device /dev/fuse)"
     chosen = FuseOptions.from_environment(backend).backend
+    if os.geteuid() != 0 and not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        st = os.stat("/dev/fuse")
+        return (f"this user may not open /dev/fuse (mode {st.st_mode & 0o777:o}, owner {st.st_uid}:{st.st_gid}); "
+                "mount as root, or have /dev/fuse made crw-rw-rw- as most systems have it")
     if os.geteuid() != 0:
         if chosen == "fusepy" and not shutil.which("fusermount"):
             return ("libfuse 2 (--fuse-backend fusepy) mounts as a non-root user through fusermount, which is not "
