@@ -11,11 +11,11 @@ companion files are rendered by ``procfiles.py``.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from ..machine import MachineError, Task
+from ..machine import Machine, MachineError, Task
 from ..machine.sysctls import VM_SYSCTLS
-from . import procfiles
+from . import pidfiles, procfiles
 from .tree import DIR, LNK, REG, Handle, Node, Request, Row, Table, name_to_int
 
 # ------------------------------------------------------------------------- the tables, filled below
@@ -26,6 +26,8 @@ PID = Table("pid")
 TASK = Table("task")
 TID = Table("tid")
 SYS = Table("sys")
+FD = Table("fd")
+FDINFO = Table("fdinfo")
 SYS_VM = Table("sys/vm")
 
 #: the rows of the directories a table lists dynamically: /PID, /PID/task, /PID/task/TID, and the root
@@ -150,14 +152,59 @@ OOM_ROWS = (
 )
 
 
+def _reader(render: Callable[[Machine, Task], bytes]) -> Callable[[Request, Node], bytes]:
+    """A read handler from a pidfiles renderer ``render(machine, task)``."""
+    def read(req: Request, node: Node) -> bytes:
+        return render(req.machine, _task(node))
+    return read
+
+
+def _linker(target: Callable[[Machine, Task], str]) -> Callable[[Request, Node], str]:
+    def link(req: Request, node: Node) -> str:
+        return target(req.machine, _task(node))
+    return link
+
+
+def write_loginuid(req: Request, node: Node, data: bytes) -> int:
+    """proc_loginuid_write(): ``if (current != pid_task(proc_pid(inode), PIDTYPE_PID)) return -EPERM``: only the
+    process itself, which a simulated process never is."""
+    raise MachineError(errno.EPERM, "only the process itself may set its loginuid")
+
+
+def _fdinfo_reader(fd: int) -> Callable[[Request, Node], bytes]:
+    def read(req: Request, node: Node) -> bytes:
+        return pidfiles.fdinfo(req.machine, _task(node), fd)
+    return read
+
+
+FD.extend(LNK(n, _linker(pidfiles.fd_link)) for n in pidfiles.FDS)
+FDINFO.extend(REG(n, 0o400, _fdinfo_reader(int(n))) for n in pidfiles.FDS)
+
+
 def _companions(stat_reader: Row) -> list[Row]:
-    """The files procps reads besides the OOM files (a simulated machine's; run mode serves the host's)."""
+    """The files tools read besides the OOM files (a simulated machine's; run mode serves the host's), in
+    base.c's order."""
     return [
+        DIR("fd", 0o500, FD, companion=True),
+        DIR("fdinfo", 0o500, FDINFO, companion=True),
+        REG("environ", 0o400, _reader(pidfiles.environ), companion=True),
+        REG("limits", 0o444, _reader(pidfiles.limits), companion=True),
         REG("status", 0o444, read_status, companion=True),
         REG("comm", 0o644, read_comm, write_comm, companion=True),
         REG("cmdline", 0o444, read_cmdline, companion=True),
         stat_reader,
         REG("statm", 0o444, read_statm, companion=True),
+        REG("maps", 0o444, _reader(pidfiles.maps), companion=True),
+        LNK("cwd", _linker(pidfiles.root_or_cwd), companion=True),
+        LNK("root", _linker(pidfiles.root_or_cwd), companion=True),
+        LNK("exe", _linker(pidfiles.exe), companion=True),
+        REG("smaps", 0o444, _reader(pidfiles.smaps), companion=True),
+        REG("smaps_rollup", 0o444, _reader(pidfiles.smaps_rollup), companion=True, since=(4, 14)),
+        REG("wchan", 0o444, _reader(pidfiles.wchan), companion=True),
+        REG("cgroup", 0o444, _reader(pidfiles.cgroup), companion=True),
+        REG("loginuid", 0o644, _reader(pidfiles.loginuid), write_loginuid, companion=True),
+        REG("sessionid", 0o444, _reader(pidfiles.sessionid), companion=True),
+        REG("io", 0o400, _reader(pidfiles.io), companion=True),
     ]
 
 

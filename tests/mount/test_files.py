@@ -21,8 +21,9 @@ def test_ls_lists_pid_directories_and_control_files(mnt):
     names = set(os.listdir(mnt.path))
     assert {"1", "2", "310", "400", "401", "402", "500", "600", "700"} <= names
     assert {"sysrq-trigger", "fakeproc"} <= names
-    assert sorted(os.listdir(mnt / "400")) == ["cmdline", "comm", "oom_adj", "oom_score", "stat", "statm", "status",
-                                               "task"]
+    assert sorted(os.listdir(mnt / "400")) == [  # 2.6.32: no smaps_rollup (4.14) nor oom_score_adj (2.6.36)
+        "cgroup", "cmdline", "comm", "cwd", "environ", "exe", "fd", "fdinfo", "io", "limits", "loginuid", "maps",
+        "oom_adj", "oom_score", "root", "sessionid", "smaps", "stat", "statm", "status", "task", "wchan"]
     assert sorted(os.listdir(mnt / "600/task"), key=int) == [str(t) for t in range(600, 608)]
     # a non-leader thread is reachable as /<tid> but not listed, as in procfs
     assert "601" not in names and (mnt / "601/oom_adj").read_text() == "0\n"

@@ -44,3 +44,20 @@ def test_memory_runs_out_while_the_shell_watches():
     assert header.endswith("memhog invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0")
     assert int(after.split()[3]) > 2000  # memhog's 3.5G came back
     assert int(sh_pid) > 0
+
+
+def test_pmap_and_psutil_read_the_simulated_address_spaces():
+    """pmap's total is the process's VSZ; psutil's memory_full_info() (smaps_rollup), memory_maps() (smaps),
+    exe(), cwd(), num_fds() and io_counters() work on a simulated process (issue #15 item 2)."""
+    script = ("pmap 500 | tail -1; pmap -x 600 | tail -1; "
+              f"{sys.executable} -c 'import psutil; p = psutil.Process(500); f = p.memory_full_info(); "
+              "print(f.rss, f.uss, f.pss, f.swap, len(p.memory_maps()), p.exe(), p.cwd(), p.num_fds(), "
+              "p.io_counters().read_bytes)'")
+    r = shell("--kernel", "6.x", cmd=script)
+    assert r.returncode == 0, r.stderr
+    pmap500, pmap600, py = r.stdout.splitlines()
+    assert pmap500.split() == ["total", "2621440K"]  # memhog: 2560 MiB mapped
+    assert pmap600.split()[2:5] == ["1572864", "921600", "921600"]  # javad: VSZ, RSS, dirty
+    rss, uss, pss, swap, nmaps, exe, cwd, fds, io = py.split()
+    assert int(rss) == int(uss) == int(pss) == 2 << 30 and swap == "0" and nmaps == "2"
+    assert (exe, cwd, fds, io) == ("/usr/bin/memhog", "/", "3", "0")
