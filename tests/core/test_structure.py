@@ -100,17 +100,17 @@ def test_the_core_loads_without_a_fuse_binding():
 
 
 def test_a_file_is_one_row_and_its_handler():
-    """wchan, as base.c declares it (ONE("wchan", S_IRUGO, proc_pid_wchan)): every simulated task sleeps in
-    no function a reader may see, so it reads "0"."""
-    def read_wchan(req, node) -> bytes:
-        return b"0"
+    """timerslack_ns, as base.c declares it in tgid_base_stuff[] only (REG("timerslack_ns", S_IRUGO|S_IWUGO,
+    ...)): one row and its handler, and the process has the file, its threads do not."""
+    def read_timerslack(req, node) -> bytes:
+        return b"50000\n"
 
-    row = REG("wchan", 0o444, read_wchan)
+    row = REG("timerslack_ns", 0o666, read_timerslack)
     PID.add(row)
     try:
         core = CoreMount()
-        assert "wchan" in core.listdir("500") and core.read("500/wchan") == "0"
-        assert "wchan" not in core.listdir("500/task/500")  # a table of its own: tid_base_stuff
+        assert "timerslack_ns" in core.listdir("500") and core.read("500/timerslack_ns") == "50000\n"
+        assert "timerslack_ns" not in core.listdir("500/task/500")  # a table of its own: tid_base_stuff
     finally:
         PID.remove(row)
-    assert TID.row("wchan") is None and not CoreMount().exists("500/wchan")
+    assert TID.row("timerslack_ns") is None and not CoreMount().exists("500/timerslack_ns")
