@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import stat
 from collections.abc import Callable
@@ -36,13 +37,31 @@ REAL = Row("(host)", stat.S_IFREG)
 
 
 class HostFile:
-    """What an open host file keeps: whether its caller asked not to wait, and whether it has a position."""
+    """What an open host file keeps: whether its caller asked not to wait, whether it has a position, and
+    whether it is the caller's own ``stat``/``status`` (see running())."""
 
-    __slots__ = ("nonblock", "stream")
+    __slots__ = ("nonblock", "stream", "own_state")
 
-    def __init__(self, nonblock: bool) -> None:
+    def __init__(self, nonblock: bool, own_state: bool = False) -> None:
         self.nonblock = nonblock
         self.stream = False
+        self.own_state = own_state
+
+
+#: /proc/PID/stat|status or /proc/PID/task/TID/stat|status: the thread whose state the file shows
+_STATE_FILE = re.compile(r"/(\d+)/(?:task/(\d+)/)?(stat|status)$")
+
+
+def running(data: bytes, name: str) -> bytes:
+    """A thread reading its own ``stat`` or ``status`` through the fake is running; the host, asked by the
+    daemon meanwhile, sees it asleep in the FUSE read.  fs/proc/array.c then shows ``R (running)``: the
+    state the thread would have read itself."""
+    if name == "status":
+        return data.replace(b"State:\tS (sleeping)\n", b"State:\tR (running)\n", 1)
+    close = data.rfind(b")")  # comm may hold spaces and parentheses: the state follows the last ")"
+    if close >= 0 and data[close + 1:close + 4] == b" S ":
+        return data[:close + 2] + b"R" + data[close + 3:]
+    return data
 
 
 class Passthrough:
@@ -164,13 +183,19 @@ class Passthrough:
         with self._as_caller(req):
             fd = os.open(node.real, (flags & OPEN_FLAGS) | os.O_NONBLOCK)
         h = Handle(node, fd)
-        h.session = HostFile(bool(flags & os.O_NONBLOCK))
+        m = _STATE_FILE.search(node.real)
+        own = m is not None and int(m.group(2) or m.group(1)) == req.tid
+        h.session = HostFile(bool(flags & os.O_NONBLOCK), own)
         return h
 
     def read(self, handle: Handle, size: int, offset: int, req: Request) -> bytes:
         """One read; BlockingIOError where the host would make the caller wait (see wait_readable())."""
         fd = handle.fd
-        return self._io(handle, req, lambda: os.pread(fd, size, offset), lambda: os.read(fd, size))
+        data = self._io(handle, req, lambda: os.pread(fd, size, offset), lambda: os.read(fd, size))
+        if handle.session.own_state and offset == 0 and len(data) < size:  # the whole file, in one read
+            assert handle.node.real is not None
+            data = running(data, handle.node.real.rsplit("/", 1)[1])
+        return data
 
     def write(self, handle: Handle, data: bytes, offset: int, req: Request) -> int:
         fd = handle.fd

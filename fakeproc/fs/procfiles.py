@@ -63,8 +63,11 @@ def _vfork_waiting(m: Machine, t: Task) -> bool:
     return t.vfork_children > 0
 
 
-def _state(m: Machine, t: Task) -> str:
-    """fs/proc/array.c task_state_array[]: every simulated task sleeps; a vfork parent uninterruptibly."""
+def _state(m: Machine, t: Task, reader: int = 0) -> str:
+    """fs/proc/array.c task_state_array[]: the thread reading its own file is running (it is on a CPU,
+    making this read); every other simulated task sleeps, a vfork parent uninterruptibly."""
+    if t.tid == reader:
+        return "R (running)"
     return "D (disk sleep)" if _vfork_waiting(m, t) else "S (sleeping)"
 
 
@@ -132,7 +135,7 @@ def _mm_counts(mm: Mm | None) -> dict[str, int]:
 # ----------------------------------------------------------------------------------- /proc/PID/*
 
 
-def pid_stat(m: Machine, t: Task, whole: bool = True) -> bytes:
+def pid_stat(m: Machine, t: Task, whole: bool = True, reader: int = 0) -> bytes:
     """fs/proc/array.c do_task_stat(): proc_tgid_stat() (``whole``) or proc_tid_stat(); 52 fields.
 
     The reader is never permitted to ptrace a simulated task, so start_code/end_code
@@ -143,7 +146,7 @@ def pid_stat(m: Machine, t: Task, whole: bool = True) -> bytes:
     sess = _pgrp_session(t)
     sigign = 0x7FFFFFFF if t.kthread else 0  # kernel threads ignore every signal
     fields: list[object] = [
-        _state(m, t)[0],
+        _state(m, t, reader)[0],
         _ppid(t), sess, sess,  # ppid, pgrp, session
         0, -1,  # tty_nr, tty_pgrp: no controlling terminal
         _flags(m, t),
@@ -221,7 +224,7 @@ def _sigq_limit(m: Machine) -> int:
     return max_threads // 2
 
 
-def pid_status(m: Machine, t: Task) -> bytes:
+def pid_status(m: Machine, t: Task, reader: int = 0) -> bytes:
     """fs/proc/array.c proc_pid_status(): task_state(), task_mem() (fs/proc/task_mmu.c, only with an mm),
     task_core_dumping(), task_thp_status(), task_untag_mask() (x86), task_sig(), task_cap(),
     task_seccomp(), task_cpus_allowed(), cpuset_task_status_allowed(), task_context_switch_counts()."""
@@ -230,7 +233,7 @@ def pid_status(m: Machine, t: Task) -> bytes:
     out = [
         f"Name:\t{_task_name(t.comm)}",
         "Umask:\t0022",  # get_task_umask(): "%#04o"; the model keeps none, 022 is everyone's default
-        f"State:\t{_state(m, t)}",
+        f"State:\t{_state(m, t, reader)}",
         f"Tgid:\t{t.tgid}",
         "Ngid:\t0",
         f"Pid:\t{t.tid}",

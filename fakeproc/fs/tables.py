@@ -114,14 +114,20 @@ def read_oom_score(req: Request, node: Node) -> bytes:
     return m.read_oom_score(_task(node), reader.mems if reader is not None else None)
 
 
+def _reading_task(req: Request) -> int:
+    """The model task making this read, if any: where real processes stand behind the machine (run, shell), the
+    caller's tid names one; a plain mount's readers are outside the machine (0: nobody)."""
+    return req.tid if req.state.reality is not None else 0
+
+
 def read_tgid_stat(req: Request, node: Node) -> bytes:
     """proc_tgid_stat(): the thread group's times."""
-    return procfiles.pid_stat(req.machine, _task(node), whole=True)
+    return procfiles.pid_stat(req.machine, _task(node), whole=True, reader=_reading_task(req))
 
 
 def read_tid_stat(req: Request, node: Node) -> bytes:
     """proc_tid_stat() (task/TID/stat): the thread's own times."""
-    return procfiles.pid_stat(req.machine, _task(node), whole=False)
+    return procfiles.pid_stat(req.machine, _task(node), whole=False, reader=_reading_task(req))
 
 
 def read_statm(req: Request, node: Node) -> bytes:
@@ -129,7 +135,7 @@ def read_statm(req: Request, node: Node) -> bytes:
 
 
 def read_status(req: Request, node: Node) -> bytes:
-    return procfiles.pid_status(req.machine, _task(node))
+    return procfiles.pid_status(req.machine, _task(node), reader=_reading_task(req))
 
 
 def read_cmdline(req: Request, node: Node) -> bytes:

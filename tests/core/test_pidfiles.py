@@ -56,3 +56,13 @@ def test_links_descriptors_and_small_files(core):
     with pytest.raises(MachineError) as err:
         core.fs.readlink(core.fs.resolve("2/exe", core.request()), core.request())
     assert err.value.errno == errno.ENOENT
+
+
+def test_running_patches_only_the_state():
+    from fakeproc.fs.passthrough import running
+
+    stat = b"42 (a) S) weird) S 1 42 42 0 -1 4194304\n"
+    assert running(stat, "stat") == b"42 (a) S) weird) R 1 42 42 0 -1 4194304\n"
+    status = b"Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\n"
+    assert running(status, "status") == b"Name:\tsh\nUmask:\t0022\nState:\tR (running)\nTgid:\t42\n"
+    assert running(b"Name:\tsh\nState:\tD (disk sleep)\n", "status").endswith(b"D (disk sleep)\n")

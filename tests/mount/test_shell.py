@@ -61,3 +61,10 @@ def test_pmap_and_psutil_read_the_simulated_address_spaces():
     rss, uss, pss, swap, nmaps, exe, cwd, fds, io = py.split()
     assert int(rss) == int(uss) == int(pss) == 2 << 30 and swap == "0" and nmaps == "2"
     assert (exe, cwd, fds, io) == ("/usr/bin/memhog", "/", "3", "0")
+
+
+def test_a_process_reading_its_own_state_sees_itself_running():
+    """fs/proc/array.c: the thread reading its own stat or status is on a CPU, R; the daemon, reading the host's
+    file meanwhile, would see it asleep in the FUSE read (issue #15 item 3)."""
+    r = shell(cmd="grep State /proc/self/status; cut -d' ' -f3 /proc/self/stat; grep State /proc/1/status")
+    assert r.stdout.splitlines() == ["State:\tR (running)", "R", "State:\tS (sleeping)"], r.stderr
