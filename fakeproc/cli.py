@@ -525,6 +525,8 @@ def cmd_shell(a: argparse.Namespace) -> int:
     bad = _apply_clock(machine, a.clock)
     if bad:
         return _die(f"--clock: {bad}", 2)
+    if not machine.cpus_given:  # the CPUs nproc and sysconf() report inside: the machine's files agree
+        machine.cpus = len(os.sched_getaffinity(0))
     cmd = ["sh", "-c", a.shell_command] if a.shell_command else [os.environ.get("SHELL") or "/bin/sh", "-i"]
     try:
         check_prerequisites()

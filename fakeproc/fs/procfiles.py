@@ -24,7 +24,6 @@ from ..machine import Machine, Mm, Task
 from ..machine.task import PAGE_SIZE, comm_bytes
 
 USER_HZ = 100  # include/asm-generic/param.h: what clock_t counts in
-NR_CPUS = 1  # the simulated machine has one CPU (cpu0)
 MAX_NUMNODES = 1024  # CONFIG_NODES_SHIFT=10, as on the x86_64 kernel the formats were taken from
 RLIM_INFINITY = (1 << 64) - 1
 SIGCHLD = 17
@@ -209,7 +208,10 @@ def _bitmap_list(bits: Iterable[int]) -> str:
     return ",".join(out)
 
 
-_CPUS_ALLOWED = f"Cpus_allowed:\t{_bitmap(range(NR_CPUS), NR_CPUS)}\nCpus_allowed_list:\t{_bitmap_list(range(NR_CPUS))}"
+@functools.lru_cache(maxsize=8)
+def _cpus_allowed(cpus: int) -> str:
+    """Every CPU of the machine: the two Cpus_allowed lines (formatted once per CPU count)."""
+    return f"Cpus_allowed:\t{_bitmap(range(cpus), max(cpus, 1))}\nCpus_allowed_list:\t{_bitmap_list(range(cpus))}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -284,7 +286,7 @@ def pid_status(m: Machine, t: Task, reader: int = 0) -> bytes:
         "Seccomp_filters:\t0",
         "Speculation_Store_Bypass:\tthread vulnerable",  # the CPU's answer; copied from the reference machine
         "SpeculationIndirectBranch:\tconditional enabled",
-        _CPUS_ALLOWED,
+        _cpus_allowed(m.cpus),
         _mems_allowed(t.mems),
         "voluntary_ctxt_switches:\t0",
         "nonvoluntary_ctxt_switches:\t0",
@@ -429,7 +431,7 @@ def _cpu_ticks(m: Machine) -> tuple[int, int, int]:
 
 def _idle_ticks(m: Machine) -> int:
     user, nice, system = _cpu_ticks(m)
-    return max(0, _seconds_to_clock_t(m.uptime) * NR_CPUS - user - nice - system)
+    return max(0, _seconds_to_clock_t(m.uptime) * m.cpus - user - nice - system)
 
 
 NR_IRQS = 16  # the legacy ISA interrupts: a minimal x86 machine
@@ -446,7 +448,11 @@ def stat(m: Machine, btime: int) -> bytes:
     user, nice, system = _cpu_ticks(m)
     idle = _idle_ticks(m)
     cpu = f"{user} {nice} {system} {idle} 0 0 0 0 0 0"
-    lines = [f"cpu  {cpu}"] + [f"cpu{i} {cpu}" for i in range(NR_CPUS)]
+    # the per-CPU lines add up to the first: the tasks' time on cpu0, every other CPU idle all along
+    each = _seconds_to_clock_t(m.uptime)
+    lines = [f"cpu  {cpu}", f"cpu0 {user} {nice} {system} {max(0, each - user - nice - system)} 0 0 0 0 0 0"
+             if m.cpus > 1 else f"cpu0 {cpu}"]
+    lines += [f"cpu{i} 0 0 0 {each} 0 0 0 0 0 0" for i in range(1, m.cpus)]
     lines += [
         "intr 0" + " 0" * NR_IRQS,
         "ctxt 0",
@@ -495,16 +501,16 @@ def version(m: Machine) -> bytes:
 
 
 def cpuinfo(m: Machine) -> bytes:
-    """arch/x86/kernel/cpu/proc.c show_cpuinfo() for each of the NR_CPUS simulated CPUs ("%s\t: %s";
+    """arch/x86/kernel/cpu/proc.c show_cpuinfo() for each of the machine's CPUs ("%s\t: %s";
     keys shorter than 8 columns get a second tab, as the kernel's literals have)."""
 
     def line(key: str, value: str) -> str:
         return f"{key}{chr(9) * (2 if len(key) < 8 else 1)}: {value}".rstrip() + "\n"
 
     out = []
-    for cpu in range(NR_CPUS):
+    for cpu in range(m.cpus):
         rows = [("processor", str(cpu)), *CPUINFO_CPU,
-                ("physical id", "0"), ("siblings", str(NR_CPUS)), ("core id", str(cpu)), ("cpu cores", str(NR_CPUS)),
+                ("physical id", "0"), ("siblings", str(m.cpus)), ("core id", str(cpu)), ("cpu cores", str(m.cpus)),
                 ("apicid", str(cpu)), ("initial apicid", str(cpu)), ("fpu", "yes"), ("fpu_exception", "yes"),
                 ("cpuid level", "16"), ("wp", "yes"), ("flags", _CPUINFO_FLAGS), ("bugs", ""),
                 ("bogomips", "4890.81"), ("TLB size", "2560 4K pages"), ("clflush size", "64"),

@@ -24,6 +24,8 @@ UID_MAX = (1 << 32) - 2
 NICE_MIN, NICE_MAX = -20, 19
 #: CONFIG_NODES_SHIFT=10 (x86_64 distribution kernels): memory node ids below this
 MAX_NUMNODES = 1024
+#: CONFIG_NR_CPUS of a distribution x86_64 kernel: the most CPUs a machine may have
+NR_CPUS = 8192
 #: kernel/capability.c: CAP_LAST_CAP of 6.x is 40
 CAP_BITS = 41
 

@@ -48,6 +48,10 @@ class Machine:
                                 self.halt)
         self.files = OomFiles(era, self.table, self.killer, self.log, self.journal)
         self.pressure = Pressure(self.table, self.memory, self.killer, self.clock, self.journal)
+        #: CPUs the machine shows (/proc/stat, cpuinfo, Cpus_allowed): 1 by default; ``fakeproc shell`` gives it
+        #: the CPUs its programs may run on, so that nproc, sysconf() and the machine's files agree
+        self.cpus = 1
+        self.cpus_given = False  # a scenario said how many (then the shell keeps them)
 
     # ----------------------------------------------------------------- state
 

@@ -18,6 +18,8 @@ scenario among them) load exactly as before:
     highest pid listed; higher when the newest processes have exited).
     ``oom_adj_deprecation_warned = true``: 6.x printed its one-time warning
     about ``/proc/PID/oom_adj`` already.
+    ``cpus = 4``: how many CPUs the machine shows (default 1; ``fakeproc shell`` shows the CPUs its programs
+    may run on unless the scenario says).
     ``clock = "stepped"``: how the clock runs (also in hand-written files):
     ``stepped`` (only ``tick`` moves it), ``real``, or a speed like ``60x``.
     ``panic_on_oom = 1``, ``oom_kill_allocating_task``, ``oom_dump_tasks``,
@@ -107,6 +109,7 @@ from ..kernel.limits import (
     MAX_NUMNODES,
     NICE_MAX,
     NICE_MIN,
+    NR_CPUS,
     PID_MAX_DEFAULT,
     PID_MAX_LIMIT,
     RESERVED_PIDS,
@@ -126,7 +129,7 @@ from .task import PAGE_SIZE, Mm, SignalStruct, Task, task_comm
 log = logging.getLogger(__name__)
 
 MACHINE_KEYS = {"ram", "swap", "hz", "uptime", "clock", "description", "kernel", "next_pid", "pid_max",
-                "oom_adj_deprecation_warned", "panic", *VM_SYSCTLS}
+                "oom_adj_deprecation_warned", "panic", "cpus", *VM_SYSCTLS}
 MEMORY_KEYS = {"vm", "rss", "file_rss", "shmem_rss", "swap", "pgtables", "pgtables_bytes"}
 PROCESS_KEYS = MEMORY_KEYS | {
     "pid", "parent", "comm", "uid", "gid", "nice", "caps", "cpu", "sys_cpu", "start", "threads", "oom_adj",
@@ -363,6 +366,8 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
         for key in VM_SYSCTLS:
             if key in mspec:
                 m.set_sysctl(key, _int(mspec[key], key, INT_MIN, INT_MAX))
+        if "cpus" in mspec:
+            m.cpus, m.cpus_given = _int(mspec["cpus"], "cpus", 1, NR_CPUS), True
         if "panic" in mspec:  # stopped as it was saved; the log already holds the panic line
             m.halt.reason, m.halt.at = _text(mspec["panic"], "panic"), m.uptime
     except (ValueError, ScenarioError, MachineError) as e:
@@ -880,6 +885,8 @@ def dump_scenario(machine: Machine) -> str:
     ]
     if m.table.pid_max != PID_MAX_DEFAULT:
         out.append(_line("pid_max", m.table.pid_max))
+    if m.cpus != 1:
+        out.append(_line("cpus", m.cpus))
     if m.deprecation_warned:
         out.append(_line("oom_adj_deprecation_warned", True))
     if m.halt.reason is not None:

@@ -68,3 +68,14 @@ def test_a_process_reading_its_own_state_sees_itself_running():
     file meanwhile, would see it asleep in the FUSE read (issue #15 item 3)."""
     r = shell(cmd="grep State /proc/self/status; cut -d' ' -f3 /proc/self/stat; grep State /proc/1/status")
     assert r.stdout.splitlines() == ["State:\tR (running)", "R", "State:\tS (sleeping)"], r.stderr
+
+
+def test_the_cpus_agree_inside_the_shell():
+    """nproc (sched_getaffinity), getconf (sysfs), /proc/cpuinfo, /proc/stat and Cpus_allowed count the same CPUs:
+    the shell's machine shows the CPUs its programs may run on (issue #15 item 3); a scenario's ``cpus`` wins."""
+    script = ("nproc; getconf _NPROCESSORS_ONLN; grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; "
+              "grep Cpus_allowed_list /proc/500/status | cut -f2")
+    r = shell(cmd=script)
+    nproc, onln, cpuinfo, stat, allowed = r.stdout.split()
+    assert nproc == onln == cpuinfo == stat, r.stdout
+    assert allowed == ("0" if nproc == "1" else f"0-{int(nproc) - 1}")
