@@ -40,16 +40,30 @@ class HostFile:
     """What an open host file keeps: whether its caller asked not to wait, whether it has a position, and
     whether it is the caller's own ``stat``/``status`` (see running())."""
 
-    __slots__ = ("nonblock", "stream", "own_state")
+    __slots__ = ("nonblock", "stream", "own_state", "ppid")
 
-    def __init__(self, nonblock: bool, own_state: bool = False) -> None:
+    def __init__(self, nonblock: bool, own_state: bool = False, ppid: int | None = None) -> None:
         self.nonblock = nonblock
         self.stream = False
         self.own_state = own_state
+        self.ppid = ppid  # shell mode: the parent the machine gives the process, where it differs from the host's
 
 
 #: /proc/PID/stat|status or /proc/PID/task/TID/stat|status: the thread whose state the file shows
 _STATE_FILE = re.compile(r"/(\d+)/(?:task/(\d+)/)?(stat|status)$")
+
+
+def with_ppid(data: bytes, name: str, ppid: int) -> bytes:
+    """``stat``'s fourth field or ``status``'s ``PPid:`` line, set to ``ppid``."""
+    if name == "status":
+        return re.sub(rb"^PPid:\t\d+$", b"PPid:\t%d" % ppid, data, count=1, flags=re.M)
+    close = data.rfind(b")")
+    if close < 0:
+        return data
+    fields = data[close + 2:].split(b" ", 2)
+    if len(fields) < 3:
+        return data
+    return data[:close + 2] + b" ".join([fields[0], b"%d" % ppid, fields[2]])
 
 
 def running(data: bytes, name: str) -> bytes:
@@ -185,16 +199,29 @@ class Passthrough:
         h = Handle(node, fd)
         m = _STATE_FILE.search(node.real)
         own = m is not None and int(m.group(2) or m.group(1)) == req.tid
-        h.session = HostFile(bool(flags & os.O_NONBLOCK), own)
+        ppid = None
+        if m is not None and self.reality.simulated_machine:
+            # shell mode: a process of the shell whose real parent is outside the machine hangs off init there
+            # (the mirror's adopter): ps --forest and pstree then draw the tree fakeproc ps shows
+            t = self.reality.lookup(int(m.group(2) or m.group(1)))  # entered now if it was not yet
+            parent = t.parent if t is not None else None
+            if parent is not None:
+                ppid = parent.tgid
+        h.session = HostFile(bool(flags & os.O_NONBLOCK), own, ppid)
         return h
 
     def read(self, handle: Handle, size: int, offset: int, req: Request) -> bytes:
         """One read; BlockingIOError where the host would make the caller wait (see wait_readable())."""
         fd = handle.fd
         data = self._io(handle, req, lambda: os.pread(fd, size, offset), lambda: os.read(fd, size))
-        if handle.session.own_state and offset == 0 and len(data) < size:  # the whole file, in one read
+        f: HostFile = handle.session
+        if (f.own_state or f.ppid is not None) and offset == 0 and len(data) < size:  # the whole file, in one read
             assert handle.node.real is not None
-            data = running(data, handle.node.real.rsplit("/", 1)[1])
+            name = handle.node.real.rsplit("/", 1)[1]
+            if f.own_state:
+                data = running(data, name)
+            if f.ppid is not None:
+                data = with_ppid(data, name, f.ppid)
         return data
 
     def write(self, handle: Handle, data: bytes, offset: int, req: Request) -> int:

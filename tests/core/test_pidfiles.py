@@ -66,3 +66,10 @@ def test_running_patches_only_the_state():
     status = b"Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\n"
     assert running(status, "status") == b"Name:\tsh\nUmask:\t0022\nState:\tR (running)\nTgid:\t42\n"
     assert running(b"Name:\tsh\nState:\tD (disk sleep)\n", "status").endswith(b"D (disk sleep)\n")
+
+
+def test_with_ppid_sets_the_parent_only():
+    from fakeproc.fs.passthrough import with_ppid
+
+    assert with_ppid(b"42 (a) b) S 4242 42 42 0\n", "stat", 1) == b"42 (a) b) S 1 42 42 0\n"
+    assert with_ppid(b"Name:\tsh\nPPid:\t4242\nTracerPid:\t0\n", "status", 1) == b"Name:\tsh\nPPid:\t1\nTracerPid:\t0\n"

@@ -79,3 +79,13 @@ def test_the_cpus_agree_inside_the_shell():
     nproc, onln, cpuinfo, stat, allowed = r.stdout.split()
     assert nproc == onln == cpuinfo == stat, r.stdout
     assert allowed == ("0" if nproc == "1" else f"0-{int(nproc) - 1}")
+
+
+def test_ps_and_pstree_draw_the_tree_fakeproc_ps_shows():
+    """The shell's first process hangs off init in the machine (its real parent, fakeproc's supervisor, is
+    outside it): its stat and status say so too, so ps --forest and pstree agree with fakeproc ps."""
+    r = shell(cmd=f"echo $$; ps -o pid=,ppid= -p $$; "
+                  f"{sys.executable} -m fakeproc ps | awk -v p=$$ '$1 == p {{print $2}}'; "
+                  "pstree -p 1 | grep -c \"sh($$)\"")
+    me, ps_row, model_ppid, in_tree = r.stdout.splitlines()
+    assert ps_row.split() == [me, "1"] and model_ppid == "1" and in_tree == "1", r.stdout + r.stderr
