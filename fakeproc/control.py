@@ -306,6 +306,8 @@ class Control:
 
     def do_explain(self, req: Request | None, a: argparse.Namespace) -> str:
         m = self.machine
+        for o in m.observers:  # run and shell mode: a real process is explained as it is now
+            o.before_oom()
         mems = m.task(a.as_pid).mems if a.as_pid is not None else None
         t = m.task(a.pid)
         steps, score = explain(m, a.pid, mems)

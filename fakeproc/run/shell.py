@@ -52,11 +52,15 @@ class ShellMirror(Mirror):
         return answer
 
     def extra_pids(self) -> list[int]:
-        """The shell's real processes not yet in the model (a listing of the root shows them too)."""
+        """A listing of the root: the shell's processes that exited leave the machine now, and those not yet
+        in it enter it now (``fakeproc explain $$`` then works at once, as ps lists them); what could not be
+        entered (it is exiting) is listed as it is."""
+        self.sweep()
         out = []
         for name in os.listdir(self.real_proc):
             if name.isdigit() and int(name) not in self.machine.tasks and self.visible(int(name)):
-                out.append(int(name))
+                if self.process(int(name)) is None:
+                    out.append(int(name))
         return out
 
     def adopter(self) -> Task | None:

@@ -37,8 +37,12 @@ def test_the_killer_considers_only_the_runs_processes_by_default(hog):
 
 def test_oom_scope_host_is_the_machine_wide_view(hog):
     out = ok(fakeproc_run("--kernel", "6.x", "--oom-scope", "host", cmd=f"{FP} oom --dry-run"))
-    chosen = [line for line in out.splitlines() if "<- would be chosen" in line][0]
-    assert int(chosen.split()[0]) == hog  # 200 MiB resident: nothing of the run comes close
+    rows = {int(line.split()[0]): line for line in out.splitlines()[1:] if line.split()[0].isdigit()}
+    assert hog in rows and "skipped" not in rows[hog]  # a host process, scored
+    # 200 MiB resident: it outranks every process of the run (another big process of the host may outrank it)
+    ranked = [pid for pid in rows if "skipped" not in rows[pid]]
+    run_pids = [pid for pid in ranked if "fakeproc" in rows[pid] or " sh" in rows[pid]]
+    assert all(ranked.index(hog) < ranked.index(pid) for pid in run_pids)
 
 
 def test_ps_inside_a_run_lists_the_runs_processes_and_not_the_exited(tmp_path):

@@ -89,3 +89,10 @@ def test_ps_and_pstree_draw_the_tree_fakeproc_ps_shows():
                   "pstree -p 1 | grep -c \"sh($$)\"")
     me, ps_row, model_ppid, in_tree = r.stdout.splitlines()
     assert ps_row.split() == [me, "1"] and model_ppid == "1" and in_tree == "1", r.stdout + r.stderr
+
+
+def test_a_shell_process_is_in_the_machine_at_once_and_leaves_it_at_once():
+    r = shell(cmd=f"{sys.executable} -m fakeproc explain $$ | head -1; sleep 0.2 & p=$!; wait; "
+                  f"ls /proc | grep -cx $p; {sys.executable} -m fakeproc ps | grep -c ' sleep$'")
+    head, listed, in_ps = r.stdout.splitlines()
+    assert " (sh), kernel 2.6.32: badness()" in head and listed == in_ps == "0", r.stdout + r.stderr
