@@ -165,6 +165,8 @@ def pid_stat(m: Machine, t: Task, whole: bool = True, reader: int = 0) -> bytes:
         0, 0, 0, 0, 0, 0, 0,  # start_data, end_data, start_brk, arg_start, arg_end, env_start, env_end
         0,  # exit_code
     ]
+    if m.era.version < (3, 3):  # 2.6.24..3.2: 44 fields, up to cguest_time (the mm addresses came in 3.3,
+        del fields[42:]  # exit_code in 3.5)
     return f"{t.tid} ({t.comm}) {' '.join(map(str, fields))}\n".encode("utf-8", "surrogateescape")
 
 
@@ -244,7 +246,7 @@ def pid_status(m: Machine, t: Task, reader: int = 0) -> bytes:
         f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}",
         f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}",
         "FDSize:\t64",  # NR_OPEN_DEFAULT: an fd table that never grew
-        "Groups:\t ",  # no supplementary groups; the trailing space is the kernel's
+        "Groups:\t" + (" " if m.era.version >= (3, 0) else ""),  # no supplementary groups
         f"NStgid:\t{t.tgid}",
         f"NSpid:\t{t.tid}",
         f"NSpgid:\t{sess}",
@@ -291,7 +293,30 @@ def pid_status(m: Machine, t: Task, reader: int = 0) -> bytes:
         "voluntary_ctxt_switches:\t0",
         "nonvoluntary_ctxt_switches:\t0",
     ]
-    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
+    if m.era.version < (2, 6, 33) and t.mm is not None and m.era.version >= (2, 6, 32):
+        out.append("Stack usage:\t8 kB")  # 2.6.32 task_show_stack_usage(), removed again in 2.6.33
+    return ("\n".join(_in_era(out, m.era.version)) + "\n").encode("utf-8", "surrogateescape")
+
+
+#: the first kernel with each line of /proc/PID/status that 2.6.30 did not have (fs/proc/array.c,
+#: fs/proc/task_mmu.c): a version's status has the lines whose version it has reached
+STATUS_SINCE = {
+    "Umask": (4, 7), "Ngid": (3, 13), "NStgid": (4, 1), "NSpid": (4, 1), "NSpgid": (4, 1), "NSsid": (4, 1),
+    "Kthread": (6, 0), "VmPin": (3, 2), "RssAnon": (4, 5), "RssFile": (4, 5), "RssShmem": (4, 5), "VmSwap": (2, 6, 34),
+    "HugetlbPages": (4, 4), "CoreDumping": (4, 15), "THP_enabled": (5, 0), "untag_mask": (6, 4), "CapAmb": (4, 3),
+    "NoNewPrivs": (4, 10), "Seccomp": (3, 8), "Seccomp_filters": (5, 9), "Speculation_Store_Bypass": (4, 17),
+    "SpeculationIndirectBranch": (5, 16), "Cpus_allowed_list": (2, 6, 26), "Mems_allowed_list": (2, 6, 26),
+}
+
+
+def _in_era(lines: list[str], version: tuple[int, ...]) -> list[str]:
+    out = []
+    for line in lines:
+        for part in line.split("\n"):  # Cpus_allowed and Mems_allowed come in pairs of lines
+            since = STATUS_SINCE.get(part.split(":", 1)[0])
+            if since is None or version >= since:
+                out.append(part)
+    return out
 
 
 def pid_cmdline(m: Machine, t: Task) -> bytes:

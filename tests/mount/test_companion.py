@@ -107,7 +107,8 @@ def test_the_files_are_listed_with_procfs_modes(mnt):
         assert stat.S_IMODE(os.stat(mnt / name).st_mode) == 0o444
 
 
-def test_stat_has_the_real_files_fields(mnt):
+def test_stat_has_the_real_files_fields(mount_factory):
+    mnt = mount_factory("--kernel", "6.x")  # the files of this machine's kernel, 6.18
     real = stat_fields(Path("/proc/self/stat").read_text())
     for path in ("1", "2", "400", "402", "600", "600/task/603", "700"):
         text = mnt.read(f"{path}/stat")
@@ -117,7 +118,8 @@ def test_stat_has_the_real_files_fields(mnt):
         assert all(re.fullmatch(r"-?\d+", f) for f in fields[3:]), path
 
 
-def test_status_has_the_real_files_keys_in_order(mnt):
+def test_status_has_the_real_files_keys_in_order(mount_factory):
+    mnt = mount_factory("--kernel", "6.x")  # the files of this machine's kernel, 6.18
     real_user = Path("/proc/self/status").read_text()
     real_kthread = Path("/proc/2/status").read_text()  # kthreadd: no Vm* lines
     assert keys(mnt.read("600/status")) == keys(real_user)
@@ -160,6 +162,17 @@ def test_meminfo_of_2_6_x_has_that_kernels_lines(mount_factory, kernel, count):
     assert mnt.read("version").startswith(f"Linux version {kernel} (")
 
 
+def test_2_6_32_status_and_stat_have_that_kernels_fields(mnt):
+    """2.6.32 proc_pid_status(): no Umask (4.7), NSpid (4.1), VmSwap (2.6.34), CapAmb (4.3), Seccomp (3.8) and
+    the rest of later kernels, and "Stack usage:" (2.6.32 only); do_task_stat(): 44 fields (3.3 added the mm
+    addresses, 3.5 exit_code)."""
+    keys_ = keys(mnt.read("500/status"))
+    assert keys_[:6] == ["Name", "State", "Tgid", "Pid", "PPid", "TracerPid"]
+    assert not {"Umask", "NSpid", "VmSwap", "CapAmb", "Seccomp", "RssAnon", "Kthread"} & set(keys_)
+    assert keys_[-1] == "Stack usage" and "Stack usage" not in keys(mnt.read("2/status"))  # only with an mm
+    assert len(mnt.read("500/stat").split()) == 44
+
+
 def test_root_files_have_the_real_files_shape(mnt):
     real = Path("/proc/stat").read_text().splitlines()
     ours = mnt.read("stat").splitlines()
@@ -189,7 +202,8 @@ def test_root_files_have_the_real_files_shape(mnt):
 # -------------------------------------------------------------------------------- the model's values
 
 
-def test_pid_files_show_the_models_values(mnt):
+def test_pid_files_show_the_models_values(mount_factory):
+    mnt = mount_factory("--kernel", "6.x")  # the files of this machine's kernel, 6.18
     rows = model(mnt)
     for pid, r in rows.items():
         f = stat_fields(mnt.read(f"{pid}/stat"))
@@ -232,7 +246,8 @@ def test_pid_files_show_the_models_values(mnt):
     assert stat_fields(mnt.read("2/stat"))[4:6] == ["0", "0"]
 
 
-def test_changes_show_at_once_and_the_gone_are_esrch(mnt):
+def test_changes_show_at_once_and_the_gone_are_esrch(mount_factory):
+    mnt = mount_factory("--kernel", "6.x")  # the files of this machine's kernel, 6.18
     mnt.ctl("mem", "500", "--swap", "256M", "--pgtables", "8M", "--file-rss", "100M")
     s = status_dict(mnt.read("500/status"))
     assert (s["VmSwap"], s["VmPTE"], s["RssFile"]) == (f"{262144:8d} kB", f"{8192:8d} kB", f"{102400:8d} kB")
