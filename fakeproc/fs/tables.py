@@ -59,7 +59,8 @@ class Pids:
         if reality is None:
             return map(str, req.machine.processes)
         if reality.simulated_machine:
-            return [*map(str, req.machine.processes), *map(str, reality.extra_pids())]
+            extra = reality.extra_pids()  # first: it enters the shell's new processes into the machine
+            return [*map(str, req.machine.processes), *map(str, extra)]
         return ()  # run mode: the host's listing has them
 
 
