@@ -72,8 +72,9 @@ scenario among them) load exactly as before:
 
 A saved file lists processes in creation order, except that a parent always
 comes before its children: a process re-parented to an init created after it
-(possible only when init is not the first process) moves after init, which
-changes nothing the killer sees (it never picks init).  Not kept: the daemon's
+(possible only when init is not the first process) moves after init, and the
+killer then meets it later in for_each_process() (which decides ties: a rare
+property-test failure under 2.6.31 points at such a case).  Not kept: the daemon's
 own settings (privilege, mount point), ``[machine] description``, ``Mm.users``
 and the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
 """
