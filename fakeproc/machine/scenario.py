@@ -70,11 +70,10 @@ scenario among them) load exactly as before:
 ``[[dmesg]]`` (after the processes)
     ``time = 172800.0`` and ``text = "..."``: one kernel log record.
 
-A saved file lists processes in creation order, except that a parent always
-comes before its children: a process re-parented to an init created after it
-(possible only when init is not the first process) moves after init, and the
-killer then meets it later in for_each_process() (which decides ties: a rare
-property-test failure under 2.6.31 points at such a case).  Not kept: the daemon's
+A saved file lists processes in creation order, the order for_each_process()
+walks (it decides the killer's ties); a process re-parented to an init created
+after it names a parent listed later, which the loader attaches once every
+process exists (a hand-written file lists parents first).  Not kept: the daemon's
 own settings (privilege, mount point), ``[machine] description``, ``Mm.users``
 and the values the era does not read (2.6.32's ``signal->oom_adj`` under 6.x...).
 """
@@ -377,14 +376,22 @@ def _build(doc: dict[str, Any], processes: Iterable[dict[str, Any]], dmesg: list
     m.table.set_pid_max(PID_MAX_LIMIT)
     m.deprecation_warned = bool(mspec.get("oom_adj_deprecation_warned", False))
     orders: dict[int, tuple[str, Any]] = {}  # tid -> (where, its ``children`` list as written)
+    later: list[tuple[Task, int, str]] = []  # (process, the parent it names, where): a parent listed after it
     for i, spec in enumerate(processes):
         where = f"{name}: process #{i + 1}" + (f" (pid {spec['pid']})" if "pid" in spec else "")
         try:
-            _add_process(m, spec, where, orders)
+            _add_process(m, spec, where, orders, later)
         except (MachineError, TypeError, ValueError) as e:  # ScenarioError too: each says which file and process
             raise ScenarioError(f"{where}: {e}") from e
     if 1 not in m.processes:
         raise ScenarioError(f"{name}: there must be a process with pid 1 (init)")
+    for t, ppid, where in later:  # list_add_tail() of the process and its threads, after every earlier one
+        parent = m.tasks.get(ppid)
+        if parent is None or parent.tgid == t.tgid:
+            raise ScenarioError(f"{where}: parent {ppid} is not a process or thread of this file")
+        for th in t.signal.threads:
+            th.real_parent = parent
+            adopt(parent, th)
     for tid, (where, order) in orders.items():
         _order_children(m.tasks[tid], order, where)
     highest = max(m.tasks)
@@ -448,7 +455,8 @@ def _order_children(t: Task, order: Any, where: str) -> None:
     set_children(t, [have[c] for c in tids])
 
 
-def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int, tuple[str, Any]]) -> None:
+def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int, tuple[str, Any]],
+                 later: list[tuple[Task, int, str]]) -> None:
     bad = set(spec) - PROCESS_KEYS
     if bad:
         raise ScenarioError(f"unknown key(s) {sorted(bad)}; known: {sorted(PROCESS_KEYS)}")
@@ -456,9 +464,9 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int,
         raise ScenarioError("pid and comm are required")
     pid, comm = _int(spec["pid"], "pid", 1, PID_MAX_LIMIT - 1), sys.intern(task_comm(_text(spec["comm"], "comm")))
     ppid = _int(spec.get("parent", 0), "parent", 0, PID_MAX_LIMIT - 1)
-    if ppid and ppid not in m.tasks:
-        raise ScenarioError(f"parent {ppid} must be listed before its child (a process, or a thread of one)")
     parent = m.tasks.get(ppid)
+    if ppid and parent is None and (spec.get("vfork") or spec.get("clone_vm")):
+        raise ScenarioError(f"parent {ppid} must be listed before its vfork or clone_vm child")
     uid = _shared(_int(spec.get("uid", parent.uid if parent is not None else 0), "uid", 0, UID_MAX))  # as after fork()
     gid = _shared(_int(spec.get("gid", uid), "gid", 0, UID_MAX))
     kthread = bool(spec.get("kthread", False))
@@ -487,6 +495,8 @@ def _add_process(m: Machine, spec: dict[str, Any], where: str, orders: dict[int,
         if kthread and new_style:
             raise ScenarioError("a kernel thread has no address space to share")
         t = m.spawn(comm, pid=pid, parent=parent, uid=uid, gid=gid, mm=mm, kthread=kthread)
+        if ppid and parent is None:
+            later.append((t, ppid, where))  # a parent listed after it: attached once every process exists
         _set_vfork_parent(m, t, spec, where)
     if "children" in spec:
         orders[t.tid] = (where, spec["children"])
@@ -719,39 +729,9 @@ def _alive(m: Machine, t: Task | None) -> bool:
 
 
 def _dump_order(m: Machine) -> list[Task]:
-    """Creation order, except that whatever a process refers to (its parent, the thread that
-    vfork()ed it) comes first: a depth-first walk, without recursion (parent chains can be long)."""
-
-    def deps(p: Task) -> list[Task]:
-        out: list[Task] = []
-        rp = p.real_parent
-        if rp is not None and _alive(m, rp):
-            out.append(rp.leader)
-        vp = p.vfork_parent
-        if vp is not None and _alive(m, vp):
-            out.append(vp.leader)
-        return out
-
-    done: set[int] = set()
-    order: list[Task] = []
-    for root in m.processes.values():
-        if root.tgid in done:
-            continue
-        stack = [(root, iter(deps(root)))]
-        on_stack = {root.tgid}
-        while stack:
-            node, pending = stack[-1]
-            nxt = next(pending, None)
-            if nxt is None:
-                stack.pop()
-                on_stack.discard(node.tgid)
-                if node.tgid not in done:
-                    done.add(node.tgid)
-                    order.append(node)
-            elif nxt.tgid not in done and nxt.tgid not in on_stack:  # on_stack: a cycle; the loader says so
-                on_stack.add(nxt.tgid)
-                stack.append((nxt, iter(deps(nxt))))
-    return order
+    """Creation order (for_each_process()'s, which decides the killer's ties): a parent listed later (an init
+    created after the process it adopted) is attached by the loader once every process exists."""
+    return list(m.processes.values())
 
 
 def _children_value(t: Task, expected: dict[int, list[int]]) -> list[int] | None:
@@ -899,11 +879,20 @@ def dump_scenario(machine: Machine) -> str:
     # the children lists the loader builds by itself: each process, then its threads, appended to its real
     # parent's list as the file creates them
     expected: dict[int, list[int]] = {}
+    listed: set[int] = set()
+    attached_later: list[Task] = []
     for p in order:
         rp = p.real_parent
         if _alive(m, rp):
             assert rp is not None
-            expected.setdefault(rp.tid, []).extend(th.tid for th in p.signal.threads)
+            if rp.tgid in listed:
+                expected.setdefault(rp.tid, []).extend(th.tid for th in p.signal.threads)
+            else:  # the loader attaches it once every process exists
+                attached_later.append(p)
+        listed.add(p.tgid)
+    for p in attached_later:
+        assert p.real_parent is not None
+        expected.setdefault(p.real_parent.tid, []).extend(th.tid for th in p.signal.threads)
     for p in order:
         out += ["", "[[process]]"] + _process_lines(m, p, mm_owner, expected)
     for when, text in m.log.records:

@@ -270,7 +270,9 @@ def test_children_order_and_thread_parents_round_trip():
         build_machine(text2.replace("comm = \"q\"", "comm = \"q\"\nchildren = [1]"), m2.era)
 
 
-def test_a_re_parented_child_older_than_init_is_written_after_init():
+def test_a_re_parented_child_older_than_init_keeps_its_place():
+    """Processes are written in creation order (for_each_process()'s); the child adopted by an init created
+    after it names a parent listed later, attached once every process exists."""
     m = Machine(ERAS["2.6.32"], uptime=100)
     m.spawn("early", pid=50)
     child = m.fork(50, comm="kid")
@@ -279,8 +281,12 @@ def test_a_re_parented_child_older_than_init_is_written_after_init():
     assert child.parent.tgid == 1 and list(m.processes) == [child.tid, 1]
     text = dump_scenario(m)
     loaded = build_machine(text, m.era)
-    assert list(loaded.processes) == [1, child.tid]
+    assert list(loaded.processes) == [child.tid, 1] and loaded.task(child.tid).real_parent.tid == 1
+    assert [c.tid for c in loaded.task(1).children] == [child.tid]
+    assert dump_scenario(loaded) == text
     assert_same(m, loaded)
+    with pytest.raises(ScenarioError, match="parent 7 is not a process"):
+        build_machine(text.replace("parent = 1", "parent = 7"), m.era)
 
 
 def test_scenario_strings_are_escaped():
