@@ -94,7 +94,7 @@ def test_umount_of_something_else_is_refused(tmp_path):
     ("[machine]\nram = 'lots'\n", "not a size"),
     ("[[process]]\npid = 1\ncomm = 'init'\nfrobs = 3\n", "unknown key(s) ['frobs']"),
     ("[[process]]\npid = 5\ncomm = 'x'\n", "pid 1"),
-    ("[[process]]\npid = 1\ncomm = 'init'\n[[process]]\npid = 2\nparent = 9\ncomm = 'x'\n", "listed before"),
+    ("[[process]]\npid = 1\ncomm = 'init'\n[[process]]\npid = 2\nparent = 9\ncomm = 'x'\n", "parent 9 is not"),
     ("[[process]]\npid = 1\ncomm = 'init'\noom_adj = 20\n", "oom_adj must be"),
     ("not toml at all [", "Expected"),
 ])
