@@ -676,6 +676,15 @@ def ps_in_shell(tmp: str, n: int, kernel: str) -> dict[str, Any]:
 
 
 #: A process that forks N children which wait (pause()) until it is told to stop, then kills them all.
+def free_pids() -> int:
+    """kernel.pid_max less the processes and threads running now: how many more pids fork() can get."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    with open("/proc/loadavg") as f:
+        running = int(f.read().split()[3].split("/")[1])  # "R/T": every thread on the machine
+    return pid_max - running - 300  # RESERVED_PIDS are not given out once pids wrap
+
+
 PAUSERS = """
 import os, signal, sys
 n = int(sys.argv[1])
@@ -929,8 +938,19 @@ def main() -> int:
     a = ap.parse_args()
     if a.quick:
         a.seconds = 0.3
+    given = a.ps_sizes is not None
     a.ps_sizes = [int(x) for x in (a.ps_sizes or ("1000,10000" if a.quick else "1000,10000,100000")).split(",")
                   if int(x) > 0]
+    free = free_pids()
+    too_many = [n for n in a.ps_sizes if n + 50 > free]  # the real-/proc baseline starts n processes, and some more
+    if too_many and not given:  # the default sizes: what this machine can hold
+        print(f"bench: ps over {','.join(map(str, too_many))} processes skipped: about {free} pids are free here "
+              "(kernel.pid_max less the processes running)", file=sys.stderr)
+        a.ps_sizes = [n for n in a.ps_sizes if n not in too_many]
+    elif too_many:
+        ap.error(f"--ps-sizes {','.join(map(str, too_many))}: the baseline starts that many real processes, and this "
+                 f"machine has about {free} pids free (kernel.pid_max less the processes running); use smaller "
+                 "sizes, e.g. --ps-sizes 1000,10000")
     a.rss_processes = (10000 if a.quick else 100000) if a.rss_processes is None else a.rss_processes
     a.startup_runs = (3 if a.quick else 5) if a.startup_runs is None else a.startup_runs
     a.rounds = a.rounds or max(1, min(5, round(a.seconds / 0.1)))
