@@ -139,6 +139,11 @@ def _valid_for(seconds: float) -> tuple[int, int]:
     return int(seconds), int(seconds % 1 * 1e9)
 
 
+class ConnectionGone(RuntimeError):
+    """The connection was aborted before the daemon read FUSE_INIT: the mount is gone, nobody used it (a
+    ``fakeproc run`` whose command ended at once, taking the run's mount namespace with it)."""
+
+
 class NoReply(Exception):
     """FORGET, INTERRUPT: the kernel waits for no answer."""
 
@@ -270,6 +275,8 @@ class RawFuse:
             except OSError as e:
                 if e.errno in (errno.EINTR, errno.EAGAIN):
                     continue
+                if e.errno == errno.ENODEV:  # the mount went away (its namespace ended) before we read its INIT
+                    raise ConnectionGone(f"no FUSE_INIT from the kernel: {e.strerror}") from None
                 raise RuntimeError(f"no FUSE_INIT from the kernel: {e.strerror}") from None
             _len, opcode, unique, *_ = IN_HEADER.unpack_from(buf)
             if opcode != INIT:

@@ -34,6 +34,7 @@ import trio
 from ..daemon import Daemon
 from ..fs.mounting import FuseOptions
 from ..fs.privilege import make_privilege
+from ..fs.rawfuse import ConnectionGone
 from ..kernel.eras import ERAS
 from ..machine import Machine
 from ..ticker import run_clock
@@ -270,7 +271,7 @@ class RunSession:
                 if self.mirror.events is not None:
                     self.mirror.events.close()
                     self.mirror.events = None
-        if failure:
+        if failure and not isinstance(failure[0], ConnectionGone):  # gone unused: the command had ended
             raise RunError(f"the FUSE loop failed: {failure[0]}")
         return self.status
 
