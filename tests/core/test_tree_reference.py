@@ -169,15 +169,29 @@ def check(m: Machine, tree: Tree) -> None:
     assert (chosen.tid if chosen is not None else None) == (ref[0] if ref else None)
 
 
-@pytest.mark.parametrize("era", ["2.6.32", "2.6.31"])
-@settings(max_examples=120, deadline=None)
-@given(ops=OPS)
-def test_the_tree_scores_and_victims_equal_the_reference(era, ops):
+def start(era: str) -> tuple[Machine, Tree, Control]:
+    """A machine of init alone, its reference tree, and the control verbs that change both."""
     m = Machine(ERAS[era], ram=1 << 30, swap=256 << 20, uptime=5000)
     tree = Tree()
     m.spawn("init", pid=1)
     tree.add(1, 1, None, 0, CAP_ALL)
-    ctl = Control(m)
+    return m, tree, Control(m)
+
+
+def exit_both(ctl: Control, tree: Tree, tid: int, pid: int) -> None:
+    """``exit TID``: exit_group() of a process, exit() of a thread, in the machine and in the tree."""
+    ctl.run_line(None, f"exit {tid}")
+    if tid == pid:
+        tree.exit_group(pid)
+    else:
+        tree.release(tid, {tid})
+
+
+@pytest.mark.parametrize("era", ["2.6.32", "2.6.31"])
+@settings(max_examples=120, deadline=None)
+@given(ops=OPS)
+def test_the_tree_scores_and_victims_equal_the_reference(era, ops):
+    m, tree, ctl = start(era)
     for op, a, b in ops:
         tids = sorted(tree.t)
         tid = tids[a % len(tids)]
@@ -198,11 +212,7 @@ def test_the_tree_scores_and_victims_equal_the_reference(era, ops):
         elif op == "exit":
             if tid == 1:
                 continue
-            ctl.run_line(None, f"exit {tid}")
-            if tid == pid:
-                tree.exit_group(pid)
-            else:
-                tree.release(tid, {tid})
+            exit_both(ctl, tree, tid, pid)
         elif op == "setuid":
             uid = 0 if b % 3 == 0 else 1000
             ctl.run_line(None, f"set {pid} --uid {uid}")
@@ -245,11 +255,7 @@ def test_the_tree_scores_and_victims_equal_the_reference(era, ops):
 def test_6_x_in_vfork_follows_the_current_real_parent(ops):
     """in_vfork(): ``tsk->vfork_done && real_parent->mm == tsk->mm``, with the parent the reference's tree
     names after every re-parenting."""
-    m = Machine(ERAS["6.x"], ram=1 << 30, swap=256 << 20, uptime=5000)
-    tree = Tree()
-    m.spawn("init", pid=1)
-    tree.add(1, 1, None, 0, CAP_ALL)
-    ctl = Control(m)
+    m, tree, ctl = start("6.x")
     for op, a, _b in ops:
         tids = sorted(tree.t)
         tid = tids[a % len(tids)]
@@ -263,11 +269,7 @@ def test_6_x_in_vfork_follows_the_current_real_parent(ops):
             ctl.run_line(None, f"exec {pid} job")
             tree.exec(pid)
         elif op in ("exit", "oom") and tid != 1:
-            ctl.run_line(None, f"exit {tid}")
-            if tid == pid:
-                tree.exit_group(pid)
-            else:
-                tree.release(tid, {tid})
+            exit_both(ctl, tree, tid, pid)
         for t_id, s in tree.t.items():
             t = m.task(t_id)
             rp = s.rp

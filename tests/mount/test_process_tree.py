@@ -5,9 +5,7 @@ and tests/core/test_vm_sysctls.py (which test every rule in-process); here each 
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -108,41 +106,6 @@ def test_a_panic_stops_the_machine_and_reboot_starts_it_again(minimal):
     assert ctl(m, "fork 1").split()[-1] == "3"
 
 
-def _replay_on(path: str, vector: dict) -> dict:
-    """The probe's protocol on a mounted file: the writes on one descriptor, the reads on another."""
-    fd = os.open(path, os.O_WRONLY)
-    results: list = []
-    try:
-        for w, at in zip(vector.get("writes", []), vector.get("pos") or [None] * len(vector.get("writes", [])),
-                         strict=True):
-            if at is not None:
-                os.lseek(fd, at, os.SEEK_SET)
-            try:
-                results.append(os.write(fd, PROBE.write_bytes(w)))
-            except OSError as e:
-                results.append(errno.errorcode[e.errno])
-    finally:
-        os.close(fd)
-    out: dict = {"results": results}
-    if "reads" in vector:
-        reads: list = []
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for rd in vector["reads"]:
-                if rd.get("pos") is not None:
-                    os.lseek(fd, rd["pos"], os.SEEK_SET)
-                try:
-                    reads.append(os.read(fd, rd["size"]).hex())
-                except OSError as e:
-                    reads.append(errno.errorcode[e.errno])
-        finally:
-            os.close(fd)
-        out["reads"] = reads
-    with open(path, "rb") as f:
-        out["read"] = f.read(4096).decode("latin-1")
-    return out
-
-
 @pytest.mark.parametrize("kernel", ["2.6.32", "6.x"])
 def test_sysctl_write_vectors_through_the_mount(minimal, kernel):
     """Every write vector of tests/data/sysctl (6.x: measured on a real 6.18) on ``sys/vm/overcommit_ratio``
@@ -158,7 +121,7 @@ def test_sysctl_write_vectors_through_the_mount(minimal, kernel):
             continue
         with open(path, "w") as f:  # every vector starts from the boot value
             f.write("50\n")
-        assert _replay_on(path, vector) == replay(version, vector, 50, None), json.dumps(vector)[:200]
+        assert PROBE.replay(path, vector) == replay(version, vector, 50, None), json.dumps(vector)[:200]
         checked += 1
     assert checked > 150
 

@@ -69,6 +69,14 @@ def child(key: str, parent_ns: int) -> None:
         sys.exit("refusing to write: not in a new network namespace")
     vec = json.loads(sys.stdin.read())
     out: dict = {"id": vec["id"], "initial": _read_all(path)}
+    out.update(replay(path, vec))
+    print(json.dumps(out))
+
+
+def replay(path: str, vec: dict) -> dict:
+    """The vector on ``path``: its writes on one descriptor, its reads on another, then a fresh read ("results",
+    "reads" where it has them, "read").  Also what tests/mount/test_process_tree.py replays on a mount."""
+    out: dict = {}
     writes = vec.get("writes", [])
     positions = vec.get("pos") or [None] * len(writes)
     results: list = []
@@ -100,7 +108,7 @@ def child(key: str, parent_ns: int) -> None:
             os.close(fd)
         out["reads"] = reads
     out["read"] = _read_all(path)
-    print(json.dumps(out))
+    return out
 
 
 def run_vector(key: str, vec: dict) -> dict:
