@@ -79,8 +79,9 @@ class Control:
     #: seconds ``save`` waits for its file to be written (see do_save)
     SAVE_TIMEOUT = 10.0
 
-    #: the verbs that only read: they still answer on a machine that panicked (a crash dump to look at)
-    READ_ONLY = frozenset({"ps", "explain", "dmesg", "info", "save", "events", "reboot"})
+    #: the verbs that still answer on a machine that panicked (a crash dump to look at): the questions, saving
+    #: it, and starting it again
+    READ_ONLY = QUERIES | {"save", "reboot"}
 
     def __init__(self, machine: Machine, info: Callable[[], dict[str, object]] | None = None,
                  reboot: Callable[[], str] | None = None) -> None:

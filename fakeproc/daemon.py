@@ -70,7 +70,6 @@ class Daemon:
             new = self.boot()
         except ScenarioError as e:  # the file changed since the mount, and no longer loads
             raise MachineError(errno.EIO, f"reboot: {e}") from None
-        new.halt.reason = None  # a scenario saved after a panic boots like any other
         new.succeed(old)
         self.machine = self.control.machine = self.state.machine = new
         self.state.btime = int(time.time() - new.uptime)

@@ -63,7 +63,6 @@ class CoreMount:
     def _reboot(self) -> str:
         """``ctl reboot`` as the daemon does it (fakeproc.daemon.Daemon.reboot)."""
         new = self.boot()
-        new.halt.reason = None
         new.succeed(self.machine)
         self.machine = self.control.machine = self.state.machine = new
         return f"rebooted: {len(new.processes)} processes\n"

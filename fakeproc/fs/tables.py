@@ -131,20 +131,8 @@ def read_tid_stat(req: Request, node: Node) -> bytes:
     return procfiles.pid_stat(req.machine, _task(node), whole=False, reader=_reading_task(req))
 
 
-def read_statm(req: Request, node: Node) -> bytes:
-    return procfiles.pid_statm(req.machine, _task(node))
-
-
 def read_status(req: Request, node: Node) -> bytes:
     return procfiles.pid_status(req.machine, _task(node), reader=_reading_task(req))
-
-
-def read_cmdline(req: Request, node: Node) -> bytes:
-    return procfiles.pid_cmdline(req.machine, _task(node))
-
-
-def read_comm(req: Request, node: Node) -> bytes:
-    return procfiles.pid_comm(req.machine, _task(node))
 
 
 def write_comm(req: Request, node: Node, data: bytes) -> int:
@@ -160,7 +148,7 @@ OOM_ROWS = (
 
 
 def _reader(render: Callable[[Machine, Task], bytes]) -> Callable[[Request, Node], bytes]:
-    """A read handler from a pidfiles renderer ``render(machine, task)``."""
+    """A read handler from a renderer of the task's file, ``render(machine, task)`` (procfiles, pidfiles)."""
     def read(req: Request, node: Node) -> bytes:
         return render(req.machine, _task(node))
     return read
@@ -197,10 +185,10 @@ def _companions(stat_reader: Row) -> list[Row]:
         REG("environ", 0o400, _reader(pidfiles.environ), companion=True),
         REG("limits", 0o444, _reader(pidfiles.limits), companion=True),
         REG("status", 0o444, read_status, companion=True),
-        REG("comm", 0o644, read_comm, write_comm, companion=True),
-        REG("cmdline", 0o444, read_cmdline, companion=True),
+        REG("comm", 0o644, _reader(procfiles.pid_comm), write_comm, companion=True),
+        REG("cmdline", 0o444, _reader(procfiles.pid_cmdline), companion=True),
         stat_reader,
-        REG("statm", 0o444, read_statm, companion=True),
+        REG("statm", 0o444, _reader(procfiles.pid_statm), companion=True),
         REG("maps", 0o444, _reader(pidfiles.maps), companion=True),
         LNK("cwd", _linker(pidfiles.root_or_cwd), companion=True),
         LNK("root", _linker(pidfiles.root_or_cwd), companion=True),

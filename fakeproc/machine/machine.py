@@ -128,9 +128,11 @@ class Machine:
         self.killer.set_domain(outside)
 
     def succeed(self, old: Machine) -> None:
-        """Take over from ``old`` after a reboot: the change stream goes on numbered where it stopped (a
-        follower of ``fakeproc log`` misses nothing), the filesystem's watchers follow (told that every old
-        task is gone, so no kernel cache keeps them), and the reboot is the first change."""
+        """Take over from ``old`` after a reboot: the machine runs (a scenario saved after a panic boots like any
+        other), the change stream goes on numbered where it stopped (a follower of ``fakeproc log`` misses
+        nothing), the filesystem's watchers follow (told that every old task is gone, so no kernel cache keeps
+        them), and the reboot is the first change."""
+        self.halt.reason = None
         base = old.journal.seq
         for ev in self.journal.events:
             ev["seq"] += base
