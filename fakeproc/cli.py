@@ -446,7 +446,7 @@ def cmd_ctl(a: argparse.Namespace) -> int:
               "which go\nthrough MOUNTPOINT/fakeproc/query.")
         return 0 if words else 2
     try:
-        parser.parse_args(words)
+        line = parser.parse_args(words)
     except UsageError as e:
         if str(e).strip() and "usage:" not in str(e):
             print(e, file=sys.stderr)
@@ -456,26 +456,15 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         try:
             reply = send(a.mountpoint, words)
         except ControlError as e:
-            if e.errno != errno.EACCES or not _is_question(words):
+            from .control import is_question  # heavy: only for a caller the control file refused
+
+            if e.errno != errno.EACCES or not is_question(line):
                 raise
             reply = ask(a.mountpoint, words)  # not the mounter: a question goes through the query file
         _print_reply(reply)
     except ControlError as e:
         return _die(str(e))
     return 0
-
-
-def _is_question(words: list[str]) -> bool:
-    """A control line the query file answers (fakeproc.control.QUERIES and the forms that change nothing)."""
-    from .control import QUERIES, Control
-    from .verbs import UsageError
-    from .verbs import build_parser as ctl_parser
-
-    try:
-        a = ctl_parser().parse_args(words)
-    except UsageError:
-        return False
-    return a.verb in QUERIES or Control._only_reads(a)
 
 
 def cmd_run(a: argparse.Namespace) -> int:

@@ -175,7 +175,7 @@ class Control:
         if "-h" in argv or "--help" in argv:
             return self.parser.format_help()
         a = self.parser.parse_args(argv)
-        if query and a.verb not in QUERIES and not self._only_reads(a):
+        if query and not is_question(a):
             raise MachineError(errno.EPERM, f"{a.verb}: fakeproc/query only answers questions (ps, explain, oom "
                                             "--dry-run, dmesg, events, info, sysctl NAME); changing the machine "
                                             "goes through fakeproc/control, its mounter's")
@@ -398,3 +398,9 @@ class Control:
             raise MachineError(err.errno or errno.EIO, f"{path}: {err.strerror or err}")
         m = self.machine
         return f"saved {len(m.processes)} processes ({len(m.tasks)} threads) to {path}\n"
+
+
+def is_question(a: argparse.Namespace) -> bool:
+    """A parsed control line the query file answers: one of QUERIES, or a form of a changing verb that changes
+    nothing (``oom --dry-run``, ``clock``, ``sysctl NAME``)."""
+    return a.verb in QUERIES or Control._only_reads(a)
