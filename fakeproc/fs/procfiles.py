@@ -305,18 +305,30 @@ STATUS_SINCE = {
     "Kthread": (6, 0), "VmPin": (3, 2), "RssAnon": (4, 5), "RssFile": (4, 5), "RssShmem": (4, 5), "VmSwap": (2, 6, 34),
     "HugetlbPages": (4, 4), "CoreDumping": (4, 15), "THP_enabled": (5, 0), "untag_mask": (6, 4), "CapAmb": (4, 3),
     "NoNewPrivs": (4, 10), "Seccomp": (3, 8), "Seccomp_filters": (5, 9), "Speculation_Store_Bypass": (4, 17),
-    "SpeculationIndirectBranch": (5, 16), "Cpus_allowed_list": (2, 6, 26), "Mems_allowed_list": (2, 6, 26),
+    "SpeculationIndirectBranch": (5, 16),
 }
 
 
+@functools.lru_cache(maxsize=16)
+def _not_yet(version: tuple[int, ...]) -> frozenset[str]:
+    """The status lines a version does not have yet (made once per version: status is read for every process)."""
+    return frozenset(key for key, since in STATUS_SINCE.items() if version < since)
+
+
+#: (version, number of lines) -> the positions of the lines that version has.  A status has one of two shapes
+#: (with an mm, or a kernel thread's without), told apart by its length, and the key at each position is the
+#: same every time: the positions are found once, then each status (read for every process) is indexed
+_KEPT: dict[tuple[tuple[int, ...], int], list[int]] = {}
+
+
 def _in_era(lines: list[str], version: tuple[int, ...]) -> list[str]:
-    out = []
-    for line in lines:
-        for part in line.split("\n"):  # Cpus_allowed and Mems_allowed come in pairs of lines
-            since = STATUS_SINCE.get(part.split(":", 1)[0])
-            if since is None or version >= since:
-                out.append(part)
-    return out
+    dropped = _not_yet(version)
+    if not dropped:  # 6.18 has them all
+        return lines
+    keep = _KEPT.get((version, len(lines)))
+    if keep is None:
+        keep = _KEPT[version, len(lines)] = [i for i, line in enumerate(lines) if line[:line.find(":")] not in dropped]
+    return [lines[i] for i in keep]
 
 
 def pid_cmdline(m: Machine, t: Task) -> bytes:
